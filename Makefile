@@ -1,0 +1,54 @@
+# Two commands do all the set-up: `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED ?= $(abspath ../shared)
+export STREAMER_MODEL_MIRROR ?= $(if $(wildcard $(SHARED)/models),$(SHARED)/models,)
+export STREAMER_DATA ?= $(if $(wildcard $(SHARED)/data),$(SHARED)/data,)
+DEMO_OUT ?= out/demo
+
+.PHONY: all venv models system demo test test-cv4 bench soak clean
+
+all: demo
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+models: venv
+	$(BIN)/python models/fetch.py
+
+# Debian packages the tests drive for real (broker, RTSP server, Xvfb, Chromium).
+system:
+	bash scripts/install-system-deps.sh
+
+demo: models
+	$(BIN)/python scripts/demo.py --out $(DEMO_OUT)
+
+test: models system
+	$(BIN)/python -m pytest -q tests
+	$(MAKE) test-cv4
+
+# The model-loading tests on the other OpenCV major (4.x, which still reads Caffe).
+$(VENV)-cv4/.installed: requirements.txt requirements-dev.txt
+	$(PY) -m venv $(VENV)-cv4
+	$(VENV)-cv4/bin/pip install -q --upgrade pip
+	$(VENV)-cv4/bin/pip install -q -r requirements-dev.txt "opencv-python==4.14.0.94"
+	touch $@
+
+test-cv4: models $(VENV)-cv4/.installed
+	$(VENV)-cv4/bin/python -m pytest -q -m models tests
+
+bench: models
+	$(BIN)/python run.py bench
+
+soak: models
+	$(BIN)/python scripts/soak.py --minutes $${SOAK_MINUTES:-10}
+
+clean:
+	rm -rf $(VENV) $(VENV)-cv4 out .pytest_cache

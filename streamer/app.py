@@ -1,0 +1,74 @@
+"""Wiring: builds every stage from a Config. The CLI, the web server and the bench use this,
+so the stream, ``/analyze`` and ``batch`` share one detection + alignment + attribute path."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from . import detect, sources
+from .config import Config
+from .events import EventBuilder
+from .output import LatestJpeg, OutputStage
+from .pipeline import Pipeline
+from .processor import Processor
+from .sinks import JsonlSink, SinkSet, StdoutSink
+
+log = logging.getLogger(__name__)
+
+
+def models_dir(cfg: Config) -> Optional[Path]:
+    return Path(cfg.models_dir) if cfg.models_dir else None
+
+
+def build_detector(cfg: Config):
+    return detect.build(cfg.detector, models_dir(cfg))
+
+
+def build_attribute_nets(cfg: Config):
+    from . import attributes
+    return attributes.build_nets(cfg.attributes, models_dir(cfg))
+
+
+def build_processor(cfg: Config, detector=None, nets=None) -> Processor:
+    from . import attributes, scenecut, track
+
+    detector = detector or build_detector(cfg)
+    attrs = None
+    if cfg.attributes.enabled:
+        attrs = attributes.TrackAttributes(nets or build_attribute_nets(cfg), cfg.attributes)
+    cut = scenecut.SceneCutDetector(cfg.tracker.scene_cut_threshold) if cfg.tracker.scene_cut_threshold > 0 else None
+    counter = None
+    if cfg.counting.lines or cfg.counting.zones or cfg.mqtt.enabled:
+        from . import counting
+        counter = counting.Counter(cfg.counting, cfg.camera)
+    return Processor(detector, track.Tracker(cfg.tracker, high_score=cfg.detector.score_threshold),
+                     EventBuilder(cfg.camera, cfg.events), attrs, cut, counter)
+
+
+def build_sinks(cfg: Config, extra=()) -> SinkSet:
+    sinks = []
+    if cfg.events.jsonl:
+        sinks.append(JsonlSink(cfg.events.jsonl))
+    if cfg.events.stdout:
+        sinks.append(StdoutSink())
+    if cfg.mqtt.enabled:
+        from . import mqtt
+        sinks.append(mqtt.MqttSink(cfg.mqtt, cfg.camera))
+    sinks.extend(extra)
+    return SinkSet(sinks)
+
+
+def build_pipeline(cfg: Config, mjpeg: Optional[LatestJpeg] = None, on_result=None) -> Pipeline:
+    """Open the source and load models first, so bad input fails before any thread starts."""
+    source = sources.open_source(cfg.source)
+    processor = build_processor(cfg)
+    lines = processor.counter.draw_lines(source.size) if processor.counter is not None else ()
+    output = OutputStage(cfg.output.video, source.fps or 25.0, cfg.output.display, mjpeg, lines)
+    try:
+        sinks = build_sinks(cfg)
+    except Exception:
+        output.close()
+        raise
+    return Pipeline(cfg, source, processor, sinks, output, on_result)

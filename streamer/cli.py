@@ -1,0 +1,178 @@
+"""Command line: ``run.py [stream] --source SRC``, ``batch``, ``serve``, ``bench``, ``models``.
+
+Every stream option overrides exactly one config key (listed in the README). User errors print
+one line, ``error: ...``, and exit 1; nothing prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+
+from . import config as config_mod
+from .errors import StreamerError
+
+log = logging.getLogger("streamer")
+
+SUBCOMMANDS = ("stream", "batch", "serve", "bench", "models")
+
+# flag -> config key; the README's option table is generated from the same mapping.
+STREAM_FLAGS = {
+    "source": "source.uri",
+    "camera": "camera",
+    "display": "output.display",
+    "output": "output.video",
+    "events": "events.jsonl",
+    "stdout_events": "events.stdout",
+    "max_frames": "output.max_frames",
+    "realtime": "source.realtime",
+    "loop": "source.loop",
+    "detector": "detector.kind",
+    "detect_width": "detector.width",
+    "mqtt": "mqtt.url",
+    "host": "web.host",
+    "port": "web.port",
+    "models_dir": "models_dir",
+}
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _stream_parser(sub) -> None:
+    p = sub.add_parser("stream", help="process a live or recorded video source (default)")
+    p.add_argument("--config", help="YAML config (default config/default.yaml)")
+    p.add_argument("--source", help="webcam index, video file, folder of images, rtsp:// or http(s):// URL")
+    p.add_argument("--camera", help="camera name used in events and MQTT topics")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--display", dest="display", action="store_const", const=True,
+                   help="show a live window (q or Esc quits)")
+    g.add_argument("--headless", dest="display", action="store_const", const=False,
+                   help="no window (default)")
+    p.add_argument("--output", help="write the annotated video to FILE.mp4")
+    p.add_argument("--events", help="append events to FILE.jsonl")
+    p.add_argument("--stdout-events", action="store_const", const=True, help="print events on stdout")
+    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--realtime", action="store_const", const=True,
+                   help="pace a file at its own fps, dropping frames when late, as a camera would")
+    p.add_argument("--loop", action="store_const", const=True, help="replay a file forever")
+    p.add_argument("--detector", choices=["yunet", "ssd_tf", "ssd_caffe"])
+    p.add_argument("--detect-width", type=int, help="detection runs on a copy this wide")
+    p.add_argument("--mqtt", help="publish events to this broker (mqtt://host:port)")
+    p.add_argument("--serve", action="store_true", help="also serve the web page and live MJPEG")
+    p.add_argument("--host", help="web server address (with --serve)")
+    p.add_argument("--port", type=int, help="web server port (with --serve)")
+    p.add_argument("--models-dir", help="folder with the model files")
+    p.add_argument("--summary-json", help="also write the end-of-run summary to this file")
+
+
+def _overrides(a: argparse.Namespace) -> dict:
+    o = {key: getattr(a, flag, None) for flag, key in STREAM_FLAGS.items()}
+    if getattr(a, "mqtt", None):
+        o["mqtt.enabled"] = True
+    return o
+
+
+def cmd_stream(a: argparse.Namespace) -> int:
+    from . import app
+    from .output import LatestJpeg
+
+    cfg = config_mod.load(a.config, _overrides(a))
+    _setup_logging(cfg.log_level)
+    mjpeg = LatestJpeg() if a.serve else None
+    pipeline = app.build_pipeline(cfg, mjpeg=mjpeg)
+    server = None
+    if a.serve:
+        from . import web
+        server = web.start_background(cfg, pipeline=pipeline, mjpeg=mjpeg)
+
+    def _stop(signum, _frame):
+        log.info("signal %d: stopping", signum)
+        pipeline.stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    from .sources import redact
+    log.info("streaming %s (camera %s)", redact(cfg.source.uri), cfg.camera)
+    summary = pipeline.run()
+    if server is not None:
+        server.shutdown()
+    out = sys.stderr if cfg.events.stdout else sys.stdout
+    print(format_summary(summary, cfg), file=out)
+    if a.summary_json:
+        with open(a.summary_json, "w") as f:
+            json.dump(summary, f, indent=2)
+    return 0
+
+
+def format_summary(s: dict, cfg) -> str:
+    lines = [
+        "── summary ─────────────────────────────────────",
+        f"frames        {s['frames_processed']} processed / {s['frames_in']} read, "
+        f"{s['frames_dropped']} dropped, {s['frames_stale']} stale",
+        f"speed         {s['processing_fps']} fps processing, startup {s['startup_s']} s",
+        f"latency       p50 {s['latency_ms_p50']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms",
+        f"faces         {s['people']} people tracked, up to {s['faces_max_in_frame']} in one frame",
+        f"attributes    {s['attribute_calls']} face classifications "
+        f"({s['attribute_calls_per_frame']} per frame)",
+        f"events        {json.dumps(s['events'])}",
+    ]
+    if s["sink_errors"]:
+        lines.append(f"sink errors   {json.dumps(s['sink_errors'])}")
+    if s["reconnects"] or s["stage_errors"] or s["thread_restarts"]:
+        lines.append(f"faults        reconnects {s['reconnects']}, stage errors {s['stage_errors']}, "
+                     f"thread restarts {s['thread_restarts']}")
+    if cfg.output.video:
+        lines.append(f"video         {cfg.output.video}")
+    if cfg.events.jsonl:
+        lines.append(f"events file   {cfg.events.jsonl}")
+    return "\n".join(lines)
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from . import modelstore
+    from pathlib import Path
+
+    if a.fetch:
+        mirror = os.environ.get("STREAMER_MODEL_MIRROR")
+        failed = modelstore.fetch(Path(a.models_dir) if a.models_dir else None,
+                                  Path(mirror) if mirror else None)
+        if failed:
+            raise StreamerError(f"could not fetch {', '.join(failed)}")
+    d = modelstore.verify(None, Path(a.models_dir) if a.models_dir else None)
+    print(f"models in {d}: verified")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "stream")
+    ap = argparse.ArgumentParser(prog="run.py", description="streamer: real-time face analytics")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _stream_parser(sub)
+    m = sub.add_parser("models", help="verify (or --fetch) the model files")
+    m.add_argument("--fetch", action="store_true")
+    m.add_argument("--models-dir")
+    handlers = {"stream": cmd_stream, "models": cmd_models}
+    for name, mod in (("batch", "batch"), ("serve", "web"), ("bench", "bench")):
+        try:
+            module = __import__(f"streamer.{mod}", fromlist=["add_parser"])
+        except ImportError:
+            continue
+        module.add_parser(sub)
+        handlers[name] = module.run_cli
+    a = ap.parse_args(argv)
+    try:
+        return handlers[a.cmd](a)
+    except StreamerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130

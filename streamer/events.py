@@ -1,0 +1,124 @@
+"""Per-person events as a pure lifecycle diff: ``update(...) -> list[Event]``.
+
+Contract: call ``update`` once per processed frame with the tracker's tracks and the current
+per-track attributes. It emits
+- ``start``  when a track is confirmed (once per track),
+- ``update`` when its attributes settle (first known answer) or change materially (gender label
+  flips, or the age moves by ``age_change_years``), at most once per ``update_min_interval_s``,
+- ``end``    when a started track disappears from the tracker output (or ``end_all`` is called
+  at a scene cut, an outage or shutdown), with final attributes and dwell time.
+Tentative tracks that die before confirmation emit nothing. Event ids are ``<run>-<seq>``:
+unique across restarts, so an at-least-once consumer can deduplicate on them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from dataclasses import dataclass
+from typing import Optional
+
+from .config import EventsConfig
+from .timefmt import iso_ms
+from .types import Attributes, Event, Track
+
+
+def attributes_payload(a: Optional[Attributes]) -> dict:
+    """The ``gender``/``age`` part of an event (also used by the web API's JSON)."""
+    if a is None or not a.known:
+        return {"gender": None, "age": None,
+                "attributes_reason": (a.reason if a else None) or "not classified yet"}
+    return {
+        "gender": {"label": a.gender, "confidence": round(a.gender_confidence, 3)},
+        "age": {"years": round(a.age, 1), "low": round(a.age_low, 1), "high": round(a.age_high, 1),
+                "range": f"{int(round(a.age_low))}-{int(round(a.age_high))}",
+                "confidence": None if a.age_confidence is None else round(a.age_confidence, 3)},
+        "attributes_reason": None,
+    }
+
+
+@dataclass
+class _Life:
+    first_ts: float
+    first_frame: int
+    started: bool = False
+    last_update_ts: float = 0.0
+    reported: Optional[Attributes] = None
+    last_box: tuple = (0, 0, 0, 0)
+    last_score: float = 0.0
+
+
+class EventBuilder:
+    def __init__(self, camera: str, cfg: EventsConfig = EventsConfig(), run_id: str | None = None):
+        self.camera = camera
+        self.cfg = cfg
+        self.run_id = run_id or secrets.token_hex(4)
+        self._seq = itertools.count(1)
+        self._lives: dict[int, _Life] = {}
+        self._attrs: dict[int, Attributes] = {}
+        self.people_started = 0  # confirmed tracks so far (faces seen)
+
+    def make(self, type_: str, ts: float, frame_id: int, payload: dict) -> Event:
+        return Event(type_, self.camera, ts, frame_id, payload, f"{self.run_id}-{next(self._seq):08d}")
+
+    def _person(self, tid: int, life: _Life, ts: float, box, score) -> dict:
+        return {"track_id": tid, "box": [int(round(v)) for v in box], "score": round(score, 3),
+                **attributes_payload(self._attrs.get(tid)),
+                "first_seen": iso_ms(life.first_ts), "dwell_s": round(max(0.0, ts - life.first_ts), 3)}
+
+    def _material(self, old: Optional[Attributes], new: Attributes) -> bool:
+        if not new.known:
+            return False
+        if old is None or not old.known:
+            return True
+        return old.gender != new.gender or abs(old.age - new.age) >= self.cfg.age_change_years
+
+    def update(self, tracks: list[Track], attrs: dict[int, Attributes], ts: float,
+               frame_id: int) -> list[Event]:
+        self._attrs.update(attrs)
+        out: list[Event] = []
+        alive = set()
+        for t in tracks:
+            alive.add(t.id)
+            life = self._lives.get(t.id)
+            if life is None:
+                life = self._lives[t.id] = _Life(ts, frame_id)
+            if t.detected:
+                life.last_box, life.last_score = t.box, t.score
+            if not t.confirmed:
+                continue
+            if not life.started:
+                life.started = True
+                self.people_started += 1
+                life.last_update_ts = ts
+                life.reported = self._attrs.get(t.id)
+                out.append(self.make("start", ts, frame_id, self._person(t.id, life, ts, t.box, t.score)))
+                continue
+            cur = self._attrs.get(t.id)
+            if (cur is not None and ts - life.last_update_ts >= self.cfg.update_min_interval_s
+                    and self._material(life.reported, cur)):
+                life.reported = cur
+                life.last_update_ts = ts
+                out.append(self.make("update", ts, frame_id, self._person(t.id, life, ts, t.box, t.score)))
+        for tid in [i for i in self._lives if i not in alive]:
+            out.extend(self._end(tid, ts, frame_id))
+        return out
+
+    def _end(self, tid: int, ts: float, frame_id: int) -> list[Event]:
+        life = self._lives.pop(tid)
+        ev = []
+        if life.started:
+            ev.append(self.make("end", ts, frame_id,
+                                self._person(tid, life, ts, life.last_box, life.last_score)))
+        self._attrs.pop(tid, None)
+        return ev
+
+    def end_all(self, ts: float, frame_id: int) -> list[Event]:
+        """End every live track (scene cut, outage, shutdown)."""
+        out = []
+        for tid in list(self._lives):
+            out.extend(self._end(tid, ts, frame_id))
+        return out
+
+    def ended_ids(self) -> set[int]:
+        return set(self._lives)

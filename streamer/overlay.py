@@ -1,0 +1,82 @@
+"""Overlay drawing: ``draw(image, tracks, attrs, stats, lines)`` draws in place and returns it.
+
+Only called when something shows the picture (window, video file, MJPEG), so headless runs
+with no video output pay nothing for it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import cv2
+import numpy as np
+
+from .types import Attributes, FaceResult, Stats, Track
+
+BOX = (0, 255, 0)  # confirmed faces: pure green, easy to find again in a decoded frame
+TENTATIVE = (160, 160, 160)
+TEXT_BG = (0, 0, 0)
+LINE = (255, 0, 255)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _label(a: Optional[Attributes]) -> str:
+    if a is None:
+        return ""
+    if not a.known:
+        return "?"
+    g = "M" if a.gender == "male" else "F"
+    return f"{g} {a.gender_confidence:.0%} {a.age:.0f}y ({a.age_low:.0f}-{a.age_high:.0f})"
+
+
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color) -> None:
+    (w, h), base = cv2.getTextSize(text, FONT, scale, 1)
+    x, y = org
+    y = max(h + 2, y)
+    cv2.rectangle(img, (x, y - h - 3), (x + w + 2, y + base - 1), TEXT_BG, -1)
+    cv2.putText(img, text, (x + 1, y - 1), FONT, scale, color, 1, cv2.LINE_AA)
+
+
+def _scale(img: np.ndarray) -> tuple[float, int]:
+    s = max(0.4, img.shape[1] / 1280 * 0.6)
+    return s, max(1, round(img.shape[1] / 640))
+
+
+def draw_box(img, box, color, label: str, thick: int, scale: float) -> None:
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    cv2.rectangle(img, (x1, y1), (x2, y2), color, thick)
+    if label:
+        _text(img, label, (x1, y1 - 2), scale, color)
+
+
+def draw(img: np.ndarray, tracks: Iterable[Track], attrs: dict[int, Attributes],
+         stats: Optional[Stats] = None, lines: Iterable[tuple] = ()) -> np.ndarray:
+    scale, thick = _scale(img)
+    for (p1, p2, name) in lines:
+        cv2.line(img, tuple(map(int, p1)), tuple(map(int, p2)), LINE, thick)
+        _text(img, name, tuple(map(int, p1)), scale, LINE)
+    for t in tracks:
+        if t.misses:
+            continue
+        if t.confirmed:
+            draw_box(img, t.box, BOX, f"#{t.id} {_label(attrs.get(t.id))}".strip(), thick + 1, scale)
+        else:
+            draw_box(img, t.box, TENTATIVE, "", thick, scale)
+    if stats is not None:
+        s = (f"{stats.fps:4.1f} fps  {stats.latency_ms:3.0f} ms  faces {stats.faces}  "
+             f"dropped {stats.frames_dropped + stats.frames_stale}")
+        if stats.counts:
+            s += "  " + "  ".join(f"{k} in {v.get('in', 0)} out {v.get('out', 0)}"
+                                  for k, v in stats.counts.items())
+        if not stats.source_up:
+            s += "  SOURCE DOWN, reconnecting"
+        _text(img, s, (4, 4), scale, (255, 255, 255))
+    return img
+
+
+def draw_faces(img: np.ndarray, faces: Iterable[FaceResult]) -> np.ndarray:
+    """Annotate a single analysed image (web API, batch)."""
+    scale, thick = _scale(img)
+    for i, f in enumerate(faces):
+        draw_box(img, f.box, BOX, f"{i} {_label(f.attributes)}".strip(), thick + 1, scale)
+    return img

@@ -1,0 +1,95 @@
+"""Scene-cut detection: ``is_cut(image) -> bool``, one call per frame, in frame order.
+
+A hard cut (the edit from a stage shot to an audience shot) breaks every track at once: a
+face that happens to sit where another face was would inherit its id. The pipeline asks
+``is_cut`` before tracking and calls ``Tracker.reset()`` when it answers True.
+
+Score (0..1) of a frame against the previous one, both shrunk to 64x36:
+``min(colour change, structure change)`` where
+
+- colour change = Bhattacharyya distance of the hue-saturation histograms (16x8 bins),
+- structure change = 1 - correlation of the mean/contrast-normalised gray thumbnails.
+
+A cut changes both. Each alone has a false-alarm mode the other does not share: a lighting
+flicker (street lights, stage lights, auto white balance) shifts colours but keeps the
+structure; a large object passing close to the lens decorrelates the thumbnail but keeps the
+colours. Taking the minimum needs both, which tripled the gap between cuts and normal motion
+on the staged clips compared with either alone.
+
+Measured on /work/shared/data/video (every frame pair): the 8 hard cuts (hamilton 20, 82,
+211; bikes 30, 76, 137, 187, 242) score 0.41-0.82; the highest non-cut scores 0.13 (bikes,
+a car passing at the lens), carphone <= 0.05, PETS09 and the MOT20 night crowd (colour
+flicker) < 0.10. The default threshold 0.3 sits between: raising it risks missing a cut
+between two similar-looking shots (then stale tracks survive the cut until they miss
+``max_misses`` frames, or are matched across it to a face at the same place); lowering it
+risks a false cut on fast motion, which resets every track (all ids change, a person is
+counted twice). Dissolves and fades are gradual and deliberately not detected.
+
+Cost: one INTER_AREA resize plus two colour conversions of a 64x36 thumbnail, about 0.1 ms
+at 640x360 and under 1 ms at 1080p.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import cv2
+import numpy as np
+
+_SIZE = (64, 36)  # 16:9 thumbnail; cuts are whole-frame changes, detail only adds noise
+_BINS = [16, 8]  # hue x saturation; value is left out so exposure changes count less
+_RANGES = [0, 180, 0, 256]
+
+DEFAULT_THRESHOLD = 0.3
+
+
+class SceneCutDetector:
+    """Flags frames that start a new shot.
+
+    ``threshold`` in [0, 1]: a frame whose score (see module docstring) is at least this is a
+    cut; 0 disables detection (``is_cut`` is always False and costs nothing). The first frame,
+    and the first after ``reset()``, is never a cut: there is nothing to compare it with.
+    """
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD):
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"scene-cut threshold must be in [0, 1] (0 disables), got {threshold}")
+        self.threshold = float(threshold)
+        self._prev: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self.last_score = 0.0  # score of the last frame compared, for logs and tuning
+
+    def is_cut(self, image: np.ndarray) -> bool:
+        """True when ``image`` starts a new shot relative to the previous call's image."""
+        if self.threshold == 0:
+            return False
+        cur = _features(image)
+        prev, self._prev = self._prev, cur
+        if prev is None:
+            self.last_score = 0.0
+            return False
+        self.last_score = score(prev, cur)
+        return self.last_score >= self.threshold
+
+    def reset(self) -> None:
+        """Forget the previous frame (e.g. after a source reconnect)."""
+        self._prev = None
+
+
+def _features(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    small = cv2.resize(image, _SIZE, interpolation=cv2.INTER_AREA)
+    hist = cv2.calcHist([cv2.cvtColor(small, cv2.COLOR_BGR2HSV)], [0, 1], None, _BINS, _RANGES)
+    hist /= max(float(hist.sum()), 1.0)
+    gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    # A flat frame (black, fade-out) has std 0: its normalised thumbnail is all zeros, so its
+    # correlation with anything is 0 and only the colour term decides.
+    gray = (gray - gray.mean()) / (gray.std() + 1e-3)
+    return hist, gray
+
+
+def score(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    """Cut score in [0, 1] between two ``_features`` results."""
+    colour = cv2.compareHist(a[0], b[0], cv2.HISTCMP_BHATTACHARYYA)
+    structure = 1.0 - float(np.mean(a[1] * b[1]))
+    return float(min(max(colour, 0.0), max(structure, 0.0), 1.0))
