@@ -60,8 +60,9 @@ class Result:
 class BoundedQueue:
     """A bounded FIFO with a full-queue policy: ``drop_oldest`` (live) or block (files).
 
-    ``put`` blocks at most until ``stop`` is set (checked every ``poll`` seconds); control items
-    sent with ``put_control`` are never refused: they evict the oldest item when full.
+    ``put`` blocks at most until ``stop`` is set (checked every ``poll`` seconds). Control items
+    (end of stream, source down/up) sent with ``put_control`` are never refused and never evict
+    a frame: they may exceed the bound by the few control items in flight.
     """
 
     def __init__(self, maxsize: int, drop_oldest: bool, poll: float = 0.1):
@@ -91,9 +92,6 @@ class BoundedQueue:
 
     def put_control(self, item: Any) -> None:
         with self._cond:
-            if len(self._q) >= self.maxsize:
-                self._q.popleft()
-                self.dropped += 1
             self._q.append(item)
             self._cond.notify_all()
 
@@ -248,7 +246,7 @@ class Pipeline:
     # ---- inference -----------------------------------------------------------------------
     def _emit(self, events) -> None:
         for ev in events:
-            self.event_q.put_control(ev)
+            self.event_q.put(ev, self.stop_event)  # never blocks: drop-oldest past 100k
 
     def _infer(self) -> None:
         max_age = self.cfg.source.max_frame_age_s

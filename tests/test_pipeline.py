@@ -1,0 +1,244 @@
+"""Queue policy, shutdown and fault handling of the threaded pipeline, with fake stages."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from streamer import config
+from streamer.events import EventBuilder
+from streamer.output import OutputStage
+from streamer.pipeline import EOS, BoundedQueue, Pipeline
+from streamer.processor import Processor
+from streamer.sinks import SinkSet
+from streamer.sources import EndOfStream, SourceLost
+from streamer.types import Detection, Frame, Track
+from streamer.errors import SourceError
+
+
+# ---- BoundedQueue -------------------------------------------------------------------------
+
+def test_drop_oldest_keeps_newest_and_counts():
+    q = BoundedQueue(3, drop_oldest=True)
+    stop = threading.Event()
+    for i in range(10):
+        assert q.put(i, stop)
+    assert q.dropped == 7
+    assert [q.get(0) for _ in range(3)] == [7, 8, 9]
+    assert q.get(0.01) is None
+
+
+def test_blocking_put_waits_for_space_and_never_drops():
+    q = BoundedQueue(2, drop_oldest=False, poll=0.01)
+    stop = threading.Event()
+    q.put(1, stop), q.put(2, stop)
+    done = threading.Event()
+
+    def producer():
+        q.put(3, stop)
+        done.set()
+
+    threading.Thread(target=producer, daemon=True).start()
+    assert not done.wait(0.1)  # blocked: the queue is full
+    assert q.get(1) == 1
+    assert done.wait(1)
+    assert [q.get(0), q.get(0)] == [2, 3] and q.dropped == 0
+
+
+def test_stop_releases_a_blocked_producer_within_a_second():
+    q = BoundedQueue(1, drop_oldest=False, poll=0.05)
+    stop = threading.Event()
+    q.put(0, stop)
+    result = []
+    t = threading.Thread(target=lambda: result.append(q.put(1, stop)), daemon=True)
+    t.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    stop.set()
+    t.join(1.0)
+    assert not t.is_alive() and result == [False]
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_control_items_always_get_in_and_never_evict_a_frame():
+    q = BoundedQueue(1, drop_oldest=False)
+    q.put("frame", threading.Event())
+    q.put_control(EOS)
+    assert q.get(0) == "frame" and q.get(0) is EOS and q.dropped == 0
+
+
+# ---- Pipeline with fakes ------------------------------------------------------------------
+
+class FakeSource:
+    def __init__(self, n=50, live=False, block=False, lose_at=None, fps=0, period=0.0):
+        self.n, self.live, self.block, self.lose_at = n, live, block, lose_at
+        self.period = period  # a camera delivers frames at its own pace
+        self.fps, self.size, self.uri = fps, (64, 48), "fake://source"
+        self.i = 0
+        self.opens = 0
+        self.release = threading.Event()
+
+    def open(self):
+        self.opens += 1
+
+    def rewind(self):
+        return False
+
+    def read(self):
+        if self.block:  # a camera that hangs (the pipeline must still stop)
+            self.release.wait(30)
+        if self.lose_at is not None and self.i == self.lose_at:
+            self.lose_at = None
+            raise SourceLost("gone")
+        if self.i >= self.n:
+            raise EndOfStream()
+        time.sleep(self.period)
+        self.i += 1
+        return Frame(self.i - 1, time.time(), time.monotonic(), np.zeros((48, 64, 3), np.uint8))
+
+    def close(self):
+        pass
+
+
+class FakeDetector:
+    score_threshold = 0.5
+
+    def __init__(self, fail_on=()):
+        self.fail_on = set(fail_on)
+        self.calls = 0
+
+    def detect(self, image):
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise RuntimeError("boom")
+        return [Detection((10, 10, 30, 30), 0.9)]
+
+
+class FakeTracker:
+    """Every detection is track 1, confirmed from the 2nd frame."""
+
+    def __init__(self):
+        self.n = 0
+
+    def update(self, dets, frame_id):
+        self.n += 1
+        return [Track(1, d.box, d.score, self.n >= 2, self.n, 0, 0, frame_id) for d in dets]
+
+    def reset(self):
+        self.n = 0
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self, delay=0.0):
+        self.events, self.delay = [], delay
+
+    def emit(self, ev):
+        time.sleep(self.delay)
+        self.events.append(ev)
+
+    def close(self):
+        pass
+
+
+class FailingSink:
+    name = "broken"
+
+    def emit(self, ev):
+        raise OSError(28, "No space left on device")
+
+    def close(self):
+        pass
+
+
+def make(source, cfgd=None, detector=None, sinks=None):
+    cfg = config.from_dict(cfgd or {})
+    proc = Processor(detector or FakeDetector(), FakeTracker(), EventBuilder("test"))
+    sink = sinks or [ListSink()]
+    return Pipeline(cfg, source, proc, SinkSet(sink), OutputStage()), sink
+
+
+def test_file_source_processes_every_frame_and_ends_cleanly():
+    p, (sink,) = make(FakeSource(40))
+    s = p.run()
+    assert s["frames_processed"] == 40 and s["frames_dropped"] == 0
+    assert [e.type for e in sink.events] == ["start", "end"]
+
+
+def test_max_frames_limits_reads():
+    p, _ = make(FakeSource(40), {"output": {"max_frames": 7}})
+    assert p.run()["frames_processed"] == 7
+
+
+def test_stop_returns_within_two_seconds_even_when_the_source_hangs():
+    src = FakeSource(10**6, live=True, block=True)
+    p, (sink,) = make(src)
+    threading.Timer(0.3, p.stop).start()
+    t0 = time.monotonic()
+    p.run()
+    assert time.monotonic() - t0 < 2.3
+    src.release.set()
+
+
+def test_stage_exception_skips_the_frame_and_goes_on():
+    p, _ = make(FakeSource(20), detector=FakeDetector(fail_on={3, 7}))
+    s = p.run()
+    assert s["stage_errors"] == 2 and s["frames_processed"] == 18
+
+
+def test_failing_sink_is_counted_and_does_not_stop_others():
+    good = ListSink()
+    p, _ = make(FakeSource(10), sinks=[FailingSink(), good])
+    s = p.run()
+    assert s["frames_processed"] == 10
+    assert s["sink_errors"]["broken"] == 2 and len(good.events) == 2
+
+
+def test_slow_sink_does_not_slow_inference():
+    slow = ListSink(delay=0.2)
+    p, _ = make(FakeSource(30), sinks=[slow])
+    p.run()
+    # every event reached the slow sink by the end (flushed at shutdown) ...
+    assert [e.type for e in slow.events] == ["start", "end"]
+
+
+def test_live_source_lost_reconnects_and_reports_outage():
+    src = FakeSource(30, live=True, lose_at=10, period=0.01)
+    p, (sink,) = make(src, {"source": {"backoff_initial_s": 0.05}})
+    s = p.run()
+    types = [e.type for e in sink.events]
+    assert s["reconnects"] == 1 and src.opens == 1
+    assert types == ["start", "end", "source_down", "source_up", "start", "end"]
+    up = [e for e in sink.events if e.type == "source_up"][0]
+    assert up.payload["outage_s"] > 0
+
+
+def test_reconnect_backoff_grows_and_stop_interrupts_it():
+    class Dead(FakeSource):
+        def open(self):
+            self.opens += 1
+            raise SourceError("refused")
+
+    src = Dead(30, live=True, lose_at=0)
+    p, _ = make(src, {"source": {"backoff_initial_s": 0.05, "backoff_max_s": 0.4}})
+    threading.Timer(1.5, p.stop).start()
+    t0 = time.monotonic()
+    p.run()
+    assert time.monotonic() - t0 < 3.6
+    # 0.05 doubling to 0.4 with jitter in [0.5, 1]x: at most ~8 attempts in 1.5 s, at least 3
+    assert 3 <= src.opens <= 12
+
+
+def test_stale_live_frames_are_dropped():
+    class Slow(FakeDetector):
+        def detect(self, image):
+            time.sleep(0.03)
+            return super().detect(image)
+
+    src = FakeSource(60, live=True)
+    p, _ = make(src, {"source": {"max_frame_age_s": 0.05, "queue_size": 8}}, detector=Slow())
+    s = p.run()
+    assert s["frames_stale"] + s["frames_dropped"] > 0
+    assert s["frames_processed"] + s["frames_stale"] + s["frames_dropped"] >= 60 - 1
