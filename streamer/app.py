@@ -10,7 +10,7 @@ from typing import Optional
 from . import detect, sources
 from .config import Config
 from .events import EventBuilder
-from .output import LatestJpeg, OutputStage
+from .output import LatestJpeg, OutputStage, check_display
 from .pipeline import Pipeline
 from .processor import Processor
 from .sinks import JsonlSink, SinkSet, StdoutSink
@@ -32,11 +32,12 @@ def build_attribute_nets(cfg: Config):
 
 
 def build_processor(cfg: Config, detector=None, nets=None) -> Processor:
-    from . import attributes, scenecut, track
+    from . import scenecut, track
 
     detector = detector or build_detector(cfg)
     attrs = None
     if cfg.attributes.enabled:
+        from . import attributes
         attrs = attributes.TrackAttributes(nets or build_attribute_nets(cfg), cfg.attributes)
     cut = scenecut.SceneCutDetector(cfg.tracker.scene_cut_threshold) if cfg.tracker.scene_cut_threshold > 0 else None
     counter = None
@@ -62,6 +63,8 @@ def build_sinks(cfg: Config, extra=()) -> SinkSet:
 
 def build_pipeline(cfg: Config, mjpeg: Optional[LatestJpeg] = None, on_result=None) -> Pipeline:
     """Open the source and load models first, so bad input fails before any thread starts."""
+    if cfg.output.display:
+        check_display()
     source = sources.open_source(cfg.source)
     processor = build_processor(cfg)
     lines = processor.counter.draw_lines(source.size) if processor.counter is not None else ()

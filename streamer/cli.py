@@ -41,6 +41,10 @@ STREAM_FLAGS = {
 
 
 def _setup_logging(level: str) -> None:
+    import cv2
+
+    # OpenCV's own INFO/WARN lines (e.g. about DNN targets) are noise for users.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -83,8 +87,9 @@ def cmd_stream(a: argparse.Namespace) -> int:
     from . import app
     from .output import LatestJpeg
 
+    _setup_logging("info")
     cfg = config_mod.load(a.config, _overrides(a))
-    _setup_logging(cfg.log_level)
+    logging.getLogger().setLevel(cfg.log_level.upper())
     mjpeg = LatestJpeg() if a.serve else None
     pipeline = app.build_pipeline(cfg, mjpeg=mjpeg)
     server = None
@@ -161,11 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--fetch", action="store_true")
     m.add_argument("--models-dir")
     handlers = {"stream": cmd_stream, "models": cmd_models}
+    import importlib
+    import importlib.util
+
     for name, mod in (("batch", "batch"), ("serve", "web"), ("bench", "bench")):
-        try:
-            module = __import__(f"streamer.{mod}", fromlist=["add_parser"])
-        except ImportError:
+        if importlib.util.find_spec(f"streamer.{mod}") is None:
             continue
+        module = importlib.import_module(f"streamer.{mod}")
         module.add_parser(sub)
         handlers[name] = module.run_cli
     a = ap.parse_args(argv)
