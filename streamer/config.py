@@ -80,7 +80,7 @@ class TrackerConfig:
     min_hits: int = 3
     max_misses: int = 15
     iou_threshold: float = 0.25
-    scene_cut_threshold: float = 0.45  # 0 disables scene-cut detection
+    scene_cut_threshold: float = 0.3  # 0..1 score: min of colour and structure change; 0 disables
 
     def validate(self, p: str) -> None:
         _check(self.min_hits >= 1, f"{p}.min_hits", f"expected int >= 1, got {self.min_hits}")

@@ -159,7 +159,7 @@ def parse(text: str) -> dict[str, float]:
     return out
 
 
-def value(samples: dict[str, float], name: str, **labels) -> Optional[float]:
+def value(samples: dict[str, float], name: str, /, **labels) -> Optional[float]:
     """The sample ``name`` whose labels include ``labels`` (None when absent)."""
     for key, v in samples.items():
         base, _, rest = key.partition("{")

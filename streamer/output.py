@@ -103,7 +103,9 @@ class OutputStage:
         self.lines = list(lines)
         if display:
             check_display()
-            cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+            # Resizable, aspect kept, no Qt toolbar: a monitoring wall shows the picture only.
+            cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+        self._sized = False
 
     @property
     def draws(self) -> bool:
@@ -118,6 +120,9 @@ class OutputStage:
         if self.mjpeg and self.mjpeg.wanted:
             self.mjpeg.put(image)
         if self.display:
+            if not self._sized:
+                cv2.resizeWindow(WINDOW, image.shape[1], image.shape[0])
+                self._sized = True
             cv2.imshow(WINDOW, image)
             key = cv2.waitKey(1) & 0xFF
             if key in (ord("q"), 27):

@@ -71,7 +71,9 @@ class Processor:
         return Processed(tuple(tracks), dict(self._attrs), tuple(events), faces, counts)
 
     def outage(self, ts: float, frame_id: int) -> list[Event]:
-        """The source went down: end every track cleanly."""
+        """The source went down: end every track cleanly; the next frame starts a new scene."""
+        if self.scenecut is not None:
+            self.scenecut.reset()
         return self._end_all(ts, frame_id)
 
     def finish(self, ts: float, frame_id: int) -> list[Event]:

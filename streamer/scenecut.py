@@ -7,7 +7,9 @@ face that happens to sit where another face was would inherit its id. The pipeli
 Score (0..1) of a frame against the previous one, both shrunk to 64x36:
 ``min(colour change, structure change)`` where
 
-- colour change = Bhattacharyya distance of the hue-saturation histograms (16x8 bins),
+- colour change = Bhattacharyya distance of the hue-saturation histograms (16x8 bins), or
+  of the brightness histograms (16 bins) when that is larger: a gray or infrared camera has
+  no hue or saturation to compare,
 - structure change = 1 - correlation of the mean/contrast-normalised gray thumbnails.
 
 A cut changes both. Each alone has a false-alarm mode the other does not share: a lighting
@@ -24,7 +26,8 @@ histogram). The default threshold 0.3 sits between. Raising it risks missing a c
 two similar-looking shots: stale tracks then coast on until ``max_misses``, or are matched
 across the cut to a face at the same place. Lowering it risks a false cut on fast motion,
 which resets every track: all ids change and a person may be counted twice. Dissolves and
-fades are gradual and deliberately not detected.
+fades are gradual and deliberately not detected. Grayscale footage is harder: on gray
+copies of the same clips, brightness alone found 4 of the 8 cuts at 0.3, with no false cut.
 
 Cost: a bilinear resize to 256x144, two pyramid steps and two colour conversions of the
 64x36 thumbnail: under 0.5 ms per frame in a decode loop, whatever the input size.
@@ -38,7 +41,7 @@ import cv2
 import numpy as np
 
 _SIZE = (64, 36)  # 16:9 thumbnail; cuts are whole-frame changes, detail only adds noise
-_BINS = [16, 8]  # hue x saturation; value is left out so exposure changes count less
+_BINS = [16, 8]  # hue x saturation: tells shots apart even when exposure changes
 _RANGES = [0, 180, 0, 256]
 
 DEFAULT_THRESHOLD = 0.3
@@ -56,7 +59,7 @@ class SceneCutDetector:
         if not 0 <= threshold <= 1:
             raise ValueError(f"scene-cut threshold must be in [0, 1] (0 disables), got {threshold}")
         self.threshold = float(threshold)
-        self._prev: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self._prev: Optional[tuple[np.ndarray, ...]] = None
         self.last_score = 0.0  # score of the last frame compared, for logs and tuning
 
     def is_cut(self, image: np.ndarray) -> bool:
@@ -76,25 +79,31 @@ class SceneCutDetector:
         self._prev = None
 
 
-def _features(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _features(image: np.ndarray) -> tuple[np.ndarray, ...]:
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     # INTER_AREA straight to 64x36 costs ~6 ms at 1080p on this OpenCV; a bilinear sample to
     # 4x the size followed by two Gaussian pyramid steps costs ~0.05 ms at any input size and
     # scored the same on every staged clip.
     small = cv2.resize(image, (_SIZE[0] * 4, _SIZE[1] * 4), interpolation=cv2.INTER_LINEAR)
     small = cv2.pyrDown(cv2.pyrDown(small))
-    hist = cv2.calcHist([cv2.cvtColor(small, cv2.COLOR_BGR2HSV)], [0, 1], None, _BINS, _RANGES)
+    hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, _BINS, _RANGES)
     hist /= max(float(hist.sum()), 1.0)
+    value = cv2.calcHist([hsv], [2], None, [16], [0, 256])
+    value /= max(float(value.sum()), 1.0)
     gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
     # A flat frame (black, fade-out) has std 0: its normalised thumbnail is all zeros, so its
     # correlation with anything is 0 and only the colour term decides.
     gray = (gray - gray.mean()) / (gray.std() + 1e-3)
-    return hist, gray
+    return hist, value, gray
 
 
-def score(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+def score(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> float:
     """Cut score in [0, 1] between two ``_features`` results."""
-    colour = cv2.compareHist(a[0], b[0], cv2.HISTCMP_BHATTACHARYYA)
-    structure = 1.0 - float(np.mean(a[1] * b[1]))
+    colour = max(cv2.compareHist(a[0], b[0], cv2.HISTCMP_BHATTACHARYYA),
+                 cv2.compareHist(a[1], b[1], cv2.HISTCMP_BHATTACHARYYA))
+    structure = 1.0 - float(np.mean(a[2] * b[2]))
     return float(min(max(colour, 0.0), max(structure, 0.0), 1.0))

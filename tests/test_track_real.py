@@ -2,7 +2,9 @@
 
 1. Synthetic scene with known ground truth: real UTKFace crops pasted on a real PETS09 frame,
    moving on known linear paths. Two faces cross, the front one hiding the other for a few
-   frames; a third crosses their row later. Every path must keep one id for its whole life.
+   frames, while a third passes over the front one. Every path must keep one id for its
+   whole life. Without the motion model the hidden face comes back with the other's id
+   (checked by hand by replacing the prediction with the last position).
 2. The real carphone clip (one man in a car, 120 frames): exactly one confirmed id.
 """
 
@@ -23,8 +25,9 @@ from streamer.track import Tracker
 
 FRAMES = 70
 SIZE = (960, 720)
-# name: (start centre, end centre, face size px). Drawn in this order, so "a" covers "b"
-# where they overlap (frames ~27-39), and "c" crosses the row of "a"/"b" around frame 50.
+# name: (start centre, end centre, face size px), over FRAMES frames. Drawn in this order: "a"
+# and "b" cross head-on and "a" hides "b" (under 40% visible for frames ~28-36, so "b" must
+# coast on its prediction), while "c", coming down, passes over "a" at the same moment.
 PATHS = {
     "b": ((800, 300), (140, 330), 100),
     "a": ((140, 280), (820, 300), 110),
@@ -107,7 +110,8 @@ def scene(detector):
             cover = np.zeros((b[3] - b[1], b[2] - b[0]), bool)
             for m in list(PATHS)[i + 1:]:
                 o = boxes[m]
-                cover[max(o[1] - b[1], 0):max(o[3] - b[1], 0), max(o[0] - b[0], 0):max(o[2] - b[0], 0)] = True
+                cover[max(o[1] - b[1], 0):max(o[3] - b[1], 0),
+                      max(o[0] - b[0], 0):max(o[2] - b[0], 0)] = True
             vis[n] = 1 - cover.mean()
         visible.append(vis)
     return frames, gts, visible
@@ -143,15 +147,17 @@ def test_known_paths_keep_one_id_each_through_a_crossing(detector, scene):
           f"= {correct / max(total, 1):.3f}")
     for n in PATHS:
         print(f"  path {n}: ids {sorted(set(ids[n]))}, tracked {len(ids[n])}/{FRAMES} frames, "
-              f"detected {matched_frames[n]} of {visible_frames[n]} frames >70% visible")
+              f"detected in {matched_frames[n]} ({visible_frames[n]} frames >70% visible)")
 
     for n in PATHS:
         assert len(set(ids[n])) == 1, f"path {n} changed id: {ids[n]}"
         # Tracked (detected or coasting on its prediction) for all but the confirmation delay.
-        assert len(ids[n]) >= FRAMES - 4, f"path {n} tracked in only {len(ids[n])} frames"
+        assert len(ids[n]) >= FRAMES - TrackerConfig().min_hits, \
+            f"path {n} tracked in only {len(ids[n])} frames"
     owners = [ids[n][0] for n in PATHS]
     assert len(set(owners)) == len(PATHS), f"two paths share one id: {owners}"
-    assert per_frame_ms < 5, f"tracker too slow: {per_frame_ms:.2f} ms/frame"
+    # ~1 ms on a quiet 2-core machine; the bound only catches a pathological regression.
+    assert per_frame_ms < 10, f"tracker too slow: {per_frame_ms:.2f} ms/frame"
 
 
 def test_carphone_clip_is_one_confirmed_track(detector):

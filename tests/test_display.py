@@ -1,0 +1,102 @@
+"""The live window is real: run --display under Xvfb, screenshot the screen, find the window
+and the overlay in it; q quits it."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import video_path
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _free_display() -> int:
+    for n in range(90, 200):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            return n
+    pytest.skip("no free X display number")
+
+
+@pytest.fixture
+def xvfb():
+    if not shutil.which("Xvfb"):
+        pytest.skip("Xvfb is not installed (Debian package xvfb; make system installs it)")
+    n = _free_display()
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{n}").exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.skip("Xvfb did not start")
+        time.sleep(0.05)
+    yield f":{n}"
+    proc.terminate()
+    proc.wait(5)
+
+
+def _screenshot(display: str, path: Path) -> np.ndarray:
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "x11grab", "-video_size", "1280x720",
+                    "-i", display, "-frames:v", "1", str(path)], check=True, timeout=20)
+    return cv2.imread(str(path))
+
+
+def _window_geometry(display: str) -> tuple[int, int, int, int] | None:
+    out = subprocess.run(["xwininfo", "-root", "-tree"], env=dict(os.environ, DISPLAY=display),
+                         capture_output=True, text=True, timeout=10).stdout
+    for line in out.splitlines():
+        if '"streamer"' in line:
+            # e.g.  0x200006 "streamer": ()  640x360+0+0  +0+0
+            geo = line.split()[-2]
+            wh, x, y = geo.split("+")[0], geo.split("+")[1], geo.split("+")[2]
+            w, h = wh.split("x")
+            return int(x), int(y), int(w), int(h)
+    return None
+
+
+def test_display_window_shows_overlay_under_xvfb(xvfb, tmp_path):
+    if not shutil.which("ffmpeg") or not shutil.which("xwininfo"):
+        pytest.skip("ffmpeg (x11grab) and xwininfo are needed for the screenshot")
+    clip = video_path("face_recognition__short_hamilton_clip.mp4")
+    env = dict(os.environ, DISPLAY=xvfb)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--source", str(clip), "--display",
+                             "--realtime", "--camera", "wall"], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        geo, shot = None, None
+        deadline = time.monotonic() + 25
+        ARTIFACTS.mkdir(exist_ok=True)
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            geo = _window_geometry(xvfb)
+            if geo is None:
+                continue
+            shot = _screenshot(xvfb, ARTIFACTS / "display_window.png")
+            x, y, w, h = geo
+            win = shot[y:y + h, x:x + w]
+            green = (win[:, :, 1] > 200) & (win[:, :, 0] < 80) & (win[:, :, 2] < 80)
+            if green.sum() > 100:  # the face box is drawn in pure green
+                break
+        assert geo is not None, "no window named 'streamer' appeared"
+        x, y, w, h = geo
+        assert w >= 320 and h >= 180
+        win = shot[y:y + h, x:x + w]
+        green = (win[:, :, 1] > 200) & (win[:, :, 0] < 80) & (win[:, :, 2] < 80)
+        assert green.sum() > 100, "window shows no overlay box"
+        # a real picture, not a blank window
+        assert win.std() > 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err[-2000:]
+    assert "summary" in out

@@ -1,0 +1,414 @@
+"""The MQTT sink against a real Mosquitto broker started per test on a free port.
+
+Delivery is at-least-once (QoS 1): a consumer deduplicates by event id. These tests assert
+that after dedupe every emitted event arrived, in emission order, across a broker killed in
+the middle of a run (with events in flight) and restarted on the same port.
+
+To make "arrived" depend only on the sink, the subscriber has a persistent session (clean
+session off, QoS 1) saved to the broker's database before the run (SIGUSR1), so the restarted
+broker queues events for it even if the sink reconnects first; and the broker is frozen
+(SIGSTOP) before it is killed, so every event it acknowledged had already been forwarded.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from streamer.config import MqttConfig
+from streamer.errors import ConfigError
+from streamer.events import EventBuilder
+from streamer.mqtt import MqttSink
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(
+    not os.access(MOSQUITTO, os.X_OK),
+    reason=f"Mosquitto not installed at {MOSQUITTO} (apt-get install mosquitto, or `make system`)")
+
+
+def wait_until(pred, timeout: float, what: str, step: float = 0.02) -> None:
+    """Poll an external process's state (a broker, a port) until ``pred()`` or fail."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """One mosquitto process with a generated config; restartable on the same port."""
+
+    def __init__(self, directory: Path, password_file: Path | None = None):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.conf = self.dir / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1",
+                 f"allow_anonymous {'false' if password_file else 'true'}",
+                 "persistence true", f"persistence_location {self.dir}/",
+                 "max_queued_messages 100000", "log_type all",
+                 f"user {getpass.getuser()}"]  # ignored unless root; keeps the db writable
+        if password_file:
+            lines.append(f"password_file {password_file}")
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = open(self.dir / "mosquitto.log", "ab")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
+        log.close()
+        wait_until(self._listening, 10, f"mosquitto on port {self.port}")
+
+    def _listening(self) -> bool:
+        assert self.proc.poll() is None, (self.dir / "mosquitto.log").read_text()[-2000:]
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def save(self) -> None:
+        """Write the persistence database now (sessions and subscriptions survive a kill)."""
+        db = self.dir / "mosquitto.db"
+        before = db.stat().st_mtime_ns if db.exists() else 0
+        self.proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: db.exists() and db.stat().st_mtime_ns != before, 10, "mosquitto.db")
+
+    def freeze(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()
+
+
+class Subscriber:
+    """A real paho client recording every message; resubscribes on every (re)connect."""
+
+    def __init__(self, port: int, topics: list[str], client_id: str | None = None,
+                 persistent: bool = False, auth: tuple[str, str] | None = None):
+        self.msgs: list[paho.MQTTMessage] = []
+        self.cond = threading.Condition()
+        self.topics = topics
+        self.subscribed = threading.Event()
+        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"sub-{id(self)}",
+                             clean_session=not persistent)
+        if auth:
+            self.c.username_pw_set(*auth)
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in self.topics])
+        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.c.on_message = self._on_message
+        self.c.reconnect_delay_set(0.1, 0.5)
+        self.c.connect_async("127.0.0.1", port, keepalive=10)
+        self.c.loop_start()
+        assert self.subscribed.wait(10), "subscriber never subscribed"
+
+    def _on_message(self, c, u, msg) -> None:
+        with self.cond:
+            self.msgs.append(msg)
+            self.cond.notify_all()
+
+    def wait(self, pred, timeout: float, what: str) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: pred(self), timeout), f"timed out waiting for {what}"
+
+    def on(self, topic: str) -> list[paho.MQTTMessage]:
+        with self.cond:
+            return [m for m in self.msgs if m.topic == topic]
+
+    def event_ids(self, topic: str) -> list[str]:
+        return [json.loads(m.payload)["id"] for m in self.on(topic)]
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def dedupe(ids: list[str]) -> list[str]:
+    seen, out = set(), []
+    for i in ids:
+        if i not in seen:
+            seen.add(i)
+            out.append(i)
+    return out
+
+
+def make_cfg(broker_url: str, tmp_path: Path, **kw) -> MqttConfig:
+    return MqttConfig(enabled=True, url=broker_url, spool_dir=str(tmp_path / "spool"), **kw)
+
+
+def counts_payload(n: int) -> dict:
+    return {"period_start": "2026-01-01T00:00:00.000Z", "lines": {"door": {"in": n, "out": 0}},
+            "zones": {}, "people": n}
+
+
+class Emitter:
+    def __init__(self, sink: MqttSink, camera: str = "cam"):
+        self.sink, self.bld, self.ids = sink, EventBuilder(camera), []
+
+    def emit(self, n: int, type_: str = "start") -> None:
+        for _ in range(n):
+            ev = self.bld.make(type_, time.time(), len(self.ids), {"track_id": len(self.ids)})
+            self.sink.emit(ev)
+            self.ids.append(ev.id)
+
+    def emit_counts(self, n: int) -> None:
+        ev = self.bld.make("cross", time.time(), len(self.ids),
+                           {"track_id": 1, "line": "door", "direction": "in", "counts": counts_payload(n)})
+        self.sink.emit(ev)
+        self.ids.append(ev.id)
+
+
+def retained(port: int, topic: str) -> paho.MQTTMessage:
+    """What a newcomer gets on ``topic`` (the retained message)."""
+    s = Subscriber(port, [topic])
+    try:
+        s.wait(lambda s: s.on(topic), 5, f"retained message on {topic}")
+        m = s.on(topic)[-1]
+        assert m.retain
+        return m
+    finally:
+        s.close()
+
+
+def test_every_event_arrives_in_order_across_a_broker_kill_and_restart(broker, tmp_path):
+    topic = "streamer/cam/events"
+    sub = Subscriber(broker.port, [topic], client_id="test-consumer", persistent=True)
+    broker.save()
+    sink = MqttSink(make_cfg(broker.url, tmp_path), "cam", reconnect_min_s=0.2, reconnect_max_s=1.0)
+    em = Emitter(sink)
+    try:
+        assert sink.wait_for(lambda s: s.connected, 10)
+        em.emit(40)
+        em.emit_counts(1)
+        sub.wait(lambda s: len(s.on(topic)) >= 41, 10, "the first 41 events")
+
+        broker.freeze()  # events now go out but are never acknowledged: in flight at the kill
+        em.emit(20)
+        assert sink.wait_for(lambda s: s.published == 61, 5)
+        broker.kill()
+        assert sink.wait_for(lambda s: not s.connected, 10)
+
+        em.emit(30)  # broker down: spooled
+        em.emit_counts(2)
+        assert sink.pending == 51 and sink.dropped == 0
+
+        broker.start()  # same port, same database
+        em.emit(20)
+        assert sink.flush(20), f"{sink.pending} events never acknowledged"
+        sub.wait(lambda s: len(set(s.event_ids(topic))) >= len(em.ids), 20, "every event")
+
+        got = sub.event_ids(topic)
+        assert dedupe(got) == em.ids  # every event, in emission order (after dedupe)
+        assert sink.dropped == 0 and sink.disconnects >= 1 and sink.connects >= 2
+        # At-least-once: the 20 in flight at the kill may arrive twice, nothing else should.
+        assert len(got) - len(em.ids) <= 20
+
+        # Retained state was republished to the restarted broker.
+        assert retained(broker.port, "streamer/cam/available").payload == b"online"
+        c = json.loads(retained(broker.port, "streamer/cam/counts").payload)
+        assert c["lines"] == {"door": {"in": 2, "out": 0}} and c["camera"] == "cam"
+        assert c["schema"] == "streamer.counts/1" and c["event_id"] == em.ids[-21]
+    finally:
+        sink.close()
+        sub.close()
+    assert retained(broker.port, "streamer/cam/available").payload == b"offline"  # clean close
+
+
+def test_counts_are_retained_and_republished_only_when_they_change(broker, tmp_path):
+    counts_topic = "site/cam/counts"
+    sub = Subscriber(broker.port, [counts_topic])
+    sink = MqttSink(make_cfg(broker.url, tmp_path, topic_prefix="site"), "cam")
+    em = Emitter(sink)
+    try:
+        em.emit_counts(1)
+        em.emit_counts(1)  # unchanged: not republished
+        em.emit(3)
+        em.emit_counts(2)
+        assert sink.flush(10)
+        sub.wait(lambda s: len(s.on(counts_topic)) >= 2, 5, "two counts messages")
+        assert [json.loads(m.payload)["lines"]["door"]["in"] for m in sub.on(counts_topic)] == [1, 2]
+        assert json.loads(retained(broker.port, counts_topic).payload)["lines"]["door"]["in"] == 2
+    finally:
+        sink.close()
+        sub.close()
+
+
+def test_events_spooled_while_the_broker_is_down_survive_a_restart_of_the_sink(tmp_path):
+    b = Broker(tmp_path / "broker")  # not started yet
+    cfg = make_cfg(b.url, tmp_path)
+    sink = MqttSink(cfg, "cam", flush_timeout_s=0.2)
+    em = Emitter(sink)
+    em.emit(25)
+    t0 = time.monotonic()
+    sink.close()  # nothing to flush to: returns promptly, events stay on disk
+    assert time.monotonic() - t0 < 3
+    b.start()
+    try:
+        sub = Subscriber(b.port, ["streamer/cam/events"])
+        sink2 = MqttSink(cfg, "cam")
+        assert sink2.pending == 25
+        Emitter(sink2).emit(0)
+        em2 = Emitter(sink2)
+        em2.emit(5)
+        assert sink2.flush(10)
+        sub.wait(lambda s: len(set(s.event_ids("streamer/cam/events"))) >= 30, 10, "30 events")
+        assert dedupe(sub.event_ids("streamer/cam/events")) == em.ids + em2.ids
+        sink2.close()
+        sub.close()
+    finally:
+        b.stop()
+
+
+def test_a_full_spool_drops_the_oldest_and_reports_it(tmp_path, caplog):
+    b = Broker(tmp_path / "broker")  # never started: the broker is down for the whole run
+    sink = MqttSink(make_cfg(b.url, tmp_path, spool_max_events=5), "cam", flush_timeout_s=0.1)
+    em = Emitter(sink)
+    with caplog.at_level(logging.WARNING):
+        em.emit(8)
+        assert sink.dropped == 3 and sink.pending == 5
+        sink.close()
+    assert "dropped the oldest" in caplog.text
+    assert "3 event(s) were dropped" in caplog.text
+
+
+def test_emit_and_close_never_wait_on_a_frozen_broker(broker, tmp_path):
+    sink = MqttSink(make_cfg(broker.url, tmp_path, fsync="never"), "cam")
+    assert sink.wait_for(lambda s: s.connected, 10)
+    broker.freeze()
+    em = Emitter(sink)
+    t0 = time.monotonic()
+    em.emit(2000)
+    assert time.monotonic() - t0 < 1.0  # 2000 events, none acknowledged, no waiting
+    assert sink.pending == 2000
+    t0 = time.monotonic()
+    sink.close()
+    assert time.monotonic() - t0 < 3.5  # ~1 s flush + bounded offline publish and disconnect
+    broker.kill()
+
+
+def test_last_will_says_offline_when_the_process_is_killed(broker, tmp_path):
+    avail = "streamer/willcam/available"
+    sub = Subscriber(broker.port, [avail])
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from streamer.config import MqttConfig
+        from streamer.mqtt import MqttSink
+        sink = MqttSink(MqttConfig(enabled=True, url={broker.url!r},
+                                   spool_dir={str(tmp_path / 'spool')!r}), "willcam")
+        assert sink.wait_for(lambda s: s.connected, 10)
+        print("ready", flush=True)
+        sys.stdin.read()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        sub.wait(lambda s: [m for m in s.on(avail) if m.payload == b"online"], 10, "online")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        sub.wait(lambda s: s.on(avail)[-1].payload == b"offline", 10, "the last will")
+        assert retained(broker.port, avail).payload == b"offline"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sub.close()
+
+
+@pytest.fixture
+def auth_broker(tmp_path):
+    passwd = shutil.which("mosquitto_passwd")
+    if passwd is None:
+        pytest.skip("mosquitto_passwd not installed (Debian package mosquitto)")
+    pw_file = tmp_path / "passwd"
+    subprocess.run([passwd, "-b", "-c", str(pw_file), "cam", "Sup3r-Secret-PW"], check=True,
+                   capture_output=True)
+    b = Broker(tmp_path / "broker", password_file=pw_file)
+    b.start()
+    yield b
+    b.stop()
+
+
+SECRET = "Sup3r-Secret-PW"
+
+
+@pytest.mark.parametrize("how, password", [
+    ("config", SECRET),
+    ("url", SECRET),
+    ("config", SECRET + "-wrong"),  # refused: the failure is logged, the password is not
+])
+def test_password_never_appears_in_logs_or_events(auth_broker, tmp_path, caplog, how, password):
+    url = auth_broker.url
+    kw = {"username": "cam", "password": password}
+    if how == "url":
+        url, kw = f"mqtt://cam:{password}@127.0.0.1:{auth_broker.port}", {}
+    sub = Subscriber(auth_broker.port, ["streamer/cam/events"], auth=("cam", SECRET))
+    with caplog.at_level(logging.DEBUG):
+        sink = MqttSink(make_cfg(url, tmp_path, **kw), "cam", flush_timeout_s=0.2)
+        em = Emitter(sink)
+        em.emit(3)
+        if password == SECRET:
+            assert sink.flush(10)
+            sub.wait(lambda s: len(s.on("streamer/cam/events")) >= 3, 5, "3 events")
+        else:
+            assert sink.wait_for(lambda s: "refused" in caplog.text, 10)
+            assert not sink.connected
+        sink.close()
+    sub.close()
+    assert "DEBUG" in {r.levelname for r in caplog.records}  # paho's debug lines were captured
+    assert SECRET not in caplog.text
+    assert all(SECRET not in m.payload.decode() for m in sub.msgs)
+    if how == "url":
+        assert "mqtt://***@127.0.0.1" in caplog.text
+
+
+@pytest.mark.parametrize("kw, error", [
+    ({"url": "mqtt://"}, "mqtt.url: expected mqtt://host:port"),
+    ({"url": "mqtt://u:hunter2@host:1883/x"}, "mqtt.url: expected no path"),
+    ({"url": "mqtt://host:99999"}, "mqtt.url: not a valid URL"),
+    ({"topic_prefix": "a/+/b"}, "mqtt.topic_prefix"),
+    ({"url": "mqtts://host", "ca_file": "/nonexistent/ca.pem"}, "mqtt.ca_file: file /nonexistent/ca.pem"),
+    ({"url": "mqtt://host", "ca_file": __file__}, "not mqtts://"),
+    ({"url": "mqtts://host", "cert_file": __file__}, "give both"),
+])
+def test_bad_settings_fail_at_construction_without_leaking_the_password(tmp_path, kw, error):
+    with pytest.raises(ConfigError, match=error) as e:
+        MqttSink(MqttConfig(enabled=True, spool_dir=str(tmp_path), **kw), "cam")
+    assert "hunter2" not in str(e.value)

@@ -1,0 +1,775 @@
+"""The web server: request parsing, errors, auth, status/health/metrics, MJPEG, real server.
+
+Layers, fastest first:
+- Flask test client with a fake analyzer (parsing, errors, auth, headers, metrics wiring);
+- the real decoder (``streamer.imageio``) on hostile files: truncated, bombs, GIFs, huge;
+- the real models (``Analyzer``) on a real face photo and a blank image;
+- a real threaded server on a free port, spoken to over a socket.
+Helpers here (``face_jpeg``, ``running_server``, ``request_to``) are reused by the fuzz, browser
+and bench code.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import functools
+import http.client
+import importlib.util
+import io
+import json
+import logging
+import struct
+import threading
+import time
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Optional
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import data_path
+from streamer import config as config_mod
+from streamer import web
+from streamer.analyze import Analysis
+from streamer.errors import ImageError
+from streamer.metrics import parse as parse_metrics, value as metric
+from streamer.output import LatestJpeg
+from streamer.stats import LatencyHistogram
+from streamer.types import Attributes, FaceResult, Stats
+
+HAVE_IMAGEIO = importlib.util.find_spec("streamer.imageio") is not None
+HAVE_ATTRIBUTES = importlib.util.find_spec("streamer.attributes") is not None
+needs_imageio = pytest.mark.skipif(not HAVE_IMAGEIO, reason="streamer/imageio.py (the upload "
+                                   "decoder, another engineer's module) has not landed yet")
+needs_models = pytest.mark.skipif(not (HAVE_ATTRIBUTES and HAVE_IMAGEIO),
+                                  reason="streamer/attributes.py or streamer/imageio.py has not "
+                                  "landed yet: the real /analyze path needs both")
+
+
+# ---- helpers (also used by test_web_fuzz, test_web_browser, scripts/bench_web) -----------
+
+def cfg_with(**web_keys) -> config_mod.Config:
+    cfg = config_mod.load()
+    return dataclasses.replace(cfg, web=dataclasses.replace(cfg.web, **web_keys))
+
+
+class FakeAnalyzer:
+    """One face at a fixed box; fails the test if two requests ever use it at once."""
+
+    def __init__(self, faces: int = 1, delay: float = 0.0):
+        self.faces = faces
+        self.delay = delay
+        self.calls = 0
+        self.overlaps = 0
+        self._busy = threading.Lock()
+
+    def analyze(self, image, conf=None) -> Analysis:
+        if not self._busy.acquire(blocking=False):
+            self.overlaps += 1
+            self._busy.acquire()
+        try:
+            self.calls += 1
+            if self.delay:
+                time.sleep(self.delay)  # stands for inference time, not for a thread wait
+            h, w = image.shape[:2]
+            a = Attributes("female", 0.91, 31.2, 25.0, 38.0, 0.4, 1)
+            face = FaceResult((w * 0.25, h * 0.25, w * 0.5, h * 0.5), 0.93, a)
+            return Analysis((face,) * self.faces, {"detect": 0.1, "attributes": 0.1})
+        finally:
+            self._busy.release()
+
+
+def simple_decode(data: bytes, max_side: int = 5000, max_pixels: int = 100_000_000) -> np.ndarray:
+    """Test stand-in for imageio.decode_image in parsing tests (which never reach the pixels)."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageError("not an image", "not_an_image")
+    return img
+
+
+def real_decode():
+    from streamer.imageio import decode_image
+    return decode_image
+
+
+def encode(img: np.ndarray, ext: str = ".jpg") -> bytes:
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    return buf.tobytes()
+
+
+def face_crop_path() -> Path:
+    """A real UTKFace crop (adult male) that YuNet finds on a grey canvas."""
+    root = data_path("agegender", "utkface_dev")
+    with open(root / "labels.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["gender"] == "male" and 25 <= int(r["age"]) <= 35]
+    return root / rows[2]["path"]
+
+
+def face_image(size=(640, 480)) -> np.ndarray:
+    """A 200 px real face on a grey canvas (the crops are too tight for a full-frame detector)."""
+    w, h = size
+    crop = cv2.imread(str(face_crop_path()))
+    canvas = np.full((h, w, 3), 118, np.uint8)
+    y, x = (h - crop.shape[0]) // 2, (w - crop.shape[1]) // 2
+    canvas[y:y + crop.shape[0], x:x + crop.shape[1]] = crop
+    return canvas
+
+
+def face_jpeg(size=(640, 480)) -> bytes:
+    return encode(face_image(size))
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@functools.lru_cache(maxsize=2)
+def bomb_png(side: int = 30000) -> bytes:
+    """A valid 1-bit ``side`` x ``side`` PNG of zeros: ~110 KB that inflates to 900 Mpx."""
+    row = b"\x00" * (1 + (side + 7) // 8)
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+            + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b""))
+
+
+def gif_two_frames() -> bytes:
+    """An animated GIF: frame 0 red, frame 1 blue."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", (64, 48), c) for c in ((255, 0, 0), (0, 0, 255))]
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return out.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def multipart(field: str, filename: str, data: bytes, ctype: str = "image/jpeg") -> tuple[bytes, str]:
+    boundary = "----streamertest7MA4YWxkTrZu0gW"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
+            f"filename=\"{filename}\"\r\nContent-Type: {ctype}\r\n\r\n").encode() + data + \
+        f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def make_app(cfg=None, analyzer=None, decode=None, **kw):
+    cfg = cfg or config_mod.load()
+    pool = web.AnalyzerPool(analyzer if isinstance(analyzer, list) else [analyzer or FakeAnalyzer()])
+    return web.create_app(cfg, pool, decode=decode or simple_decode, **kw)
+
+
+@contextmanager
+def running_server(app):
+    server = web.Server(app, "127.0.0.1", 0).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+def request_to(server, method: str, path: str, body: Optional[bytes] = None, headers=None,
+         timeout: float = 30.0) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def fake_pipeline(**over):
+    lat = LatencyHistogram()
+    for ms in (12, 30, 30, 80, 400):
+        lat.add(ms)
+    stats = Stats(frames_in=100, frames_processed=90, fps=24.5, faces=2, tracks=1,
+                  counts={"door": {"in": 3, "out": 1}})
+    p = SimpleNamespace(frames_in=100, frames_processed=90, frames=SimpleNamespace(dropped=4),
+                        results=SimpleNamespace(dropped=1), frames_stale=5, reconnects=2,
+                        thread_restarts=0, stage_errors=1, latency=lat, stats=stats,
+                        last_frame_mono=time.monotonic(), source_up=True,
+                        sinks=SimpleNamespace(by_type={"start": 3, "end": 2}, errors={"jsonl": 0, "mqtt": 7}),
+                        stop_event=threading.Event(), started=time.monotonic())
+    for k, v in over.items():
+        setattr(p, k, v)
+    return p
+
+
+@pytest.fixture
+def client():
+    return make_app().test_client()
+
+
+# ---- parsing and errors (test client, fake analyzer) ------------------------------------
+
+def test_json_upload_returns_faces_and_annotated_jpeg(client):
+    img = np.full((120, 160, 3), 90, np.uint8)
+    r = client.post("/analyze", json={"image": b64(encode(img)), "filename": "a.jpg"})
+    assert r.status_code == 200, r.json
+    body = r.json
+    assert list(body["faces"][0]) == ["box", "score", "gender", "gender_confidence", "age",
+                                      "age_range", "attributes_reason"]
+    f = body["faces"][0]
+    assert f["box"] == [40, 30, 80, 60] and f["gender"] == "female" and f["gender_confidence"] == 0.91
+    assert f["age"] == 31.2 and f["age_range"] == "25-38"
+    annotated = cv2.imdecode(np.frombuffer(base64.b64decode(body["image"]), np.uint8), cv2.IMREAD_COLOR)
+    assert annotated.shape == (120, 160, 3)
+    assert (body["width"], body["height"]) == (160, 120)
+    assert {"decode", "detect", "attributes", "total"} <= set(body["timing_ms"])
+
+
+@pytest.mark.parametrize("field", ["image", "file"])
+def test_multipart_upload(client, field):
+    data, ctype = multipart(field, "x.png", encode(np.zeros((40, 50, 3), np.uint8), ".png"), "image/png")
+    r = client.post("/analyze", data=data, content_type=ctype)
+    assert r.status_code == 200, r.json
+    assert len(r.json["faces"]) == 1 and (r.json["width"], r.json["height"]) == (50, 40)
+
+
+def test_raw_image_body_and_annotate_off(client):
+    r = client.post("/analyze?annotate=0", data=encode(np.zeros((30, 30, 3), np.uint8)),
+                    content_type="image/jpeg")
+    assert r.status_code == 200
+    assert "image" not in r.json and len(r.json["faces"]) == 1
+
+
+@pytest.mark.parametrize("body, ctype, status, code", [
+    (b"", "application/json", 400, "empty"),
+    (b"   \n", "application/json", 400, "empty"),
+    (b"", None, 400, "empty"),
+    (b"hello", "application/json", 400, "not_json"),
+    (b"\xff\xfe\x00garbage", "application/json", 400, "not_json"),
+    (b"[" * 100_000, "application/json", 400, "not_json"),  # nesting deeper than the recursion limit
+    (b"[1, 2]", "application/json", 400, "bad_json"),
+    (b"\"abc\"", "application/json", 400, "bad_json"),
+    (b"null", "application/json", 400, "bad_json"),
+    (b"{}", "application/json", 400, "missing_image"),
+    (b'{"image": 3}', "application/json", 400, "bad_json"),
+    (b'{"image": ["a"]}', "application/json", 400, "bad_json"),
+    (b'{"image": "aGVsbG8=", "filename": 7}', "application/json", 400, "bad_json"),
+    (b'{"image": "!!!not base64"}', "application/json", 400, "bad_base64"),
+    (b'{"image": "abcde"}', "application/json", 400, "bad_base64"),
+    (b'{"image": "\\u00e9\\u00e9\\u00e9\\u00e9"}', "application/json", 400, "bad_base64"),
+    (b'{"image": "data:image/png,abc"}', "application/json", 400, "bad_base64"),
+    (b'{"image": ""}', "application/json", 400, "empty"),
+    (b'{"image": "aGVsbG8gd29ybGQ="}', "application/json", 400, "not_an_image"),
+    (b'{"image": "aGVsbG8gd29ybGQ"}', "text/plain", 400, "not_an_image"),  # no padding, any type
+    (b"GIF89a-not-really", "image/gif", 400, "not_an_image"),
+    (b"", "image/jpeg", 400, "empty"),
+])
+def test_bad_bodies_get_json_4xx(client, body, ctype, status, code):
+    r = client.post("/analyze", data=body, content_type=ctype)
+    assert r.status_code == status
+    assert r.json["code"] == code and r.json["error"]
+    assert client.get("/healthz").status_code == 200  # still serving
+
+
+@pytest.mark.parametrize("body, code", [
+    (multipart("other", "x.jpg", b"abc"), "missing_image"),
+    (multipart("image", "empty.jpg", b""), "empty"),  # zero-byte file
+    ((b"--nope\r\n\r\n", "multipart/form-data; boundary=zzz"), "missing_image"),
+    ((b"", "multipart/form-data"), "missing_image"),  # no boundary at all
+])
+def test_bad_multipart(client, body, code):
+    data, ctype = body
+    r = client.post("/analyze", data=data, content_type=ctype)
+    assert r.status_code == 400 and r.json["code"] == code
+
+
+def test_data_url_and_urlsafe_base64_accepted(client):
+    jpg = encode(np.zeros((20, 20, 3), np.uint8))
+    for s in ("data:image/jpeg;base64," + b64(jpg),
+              base64.urlsafe_b64encode(jpg).decode().rstrip("="),
+              "\n".join(b64(jpg)[i:i + 76] for i in range(0, len(b64(jpg)), 76))):
+        r = client.post("/analyze", json={"image": s})
+        assert r.status_code == 200, r.json
+
+
+@pytest.mark.parametrize("value, status", [("0", 200), ("false", 200), ("1", 200), ("maybe", 400)])
+def test_annotate_param(client, value, status):
+    r = client.post(f"/analyze?annotate={value}", json={"image": b64(encode(np.zeros((9, 9, 3), np.uint8)))})
+    assert r.status_code == status
+    if status == 400:
+        assert r.json["code"] == "bad_param"
+    else:
+        assert ("image" in r.json) == (value == "1")
+
+
+def test_body_over_limit_is_413_json():
+    c = make_app(cfg_with(max_body_mb=0.05)).test_client()
+    r = c.post("/analyze", json={"image": "A" * 80_000})
+    assert r.status_code == 413
+    assert r.json == {"error": "request body larger than web.max_body_mb = 0.05 MB", "code": "too_large"}
+    data, ctype = multipart("image", "big.jpg", b"\xff" * 80_000)
+    r = c.post("/analyze", data=data, content_type=ctype)
+    assert r.status_code == 413 and r.json["code"] == "too_large"
+
+
+@pytest.mark.parametrize("method, path, status, code", [
+    ("GET", "/nope", 404, "not_found"),
+    ("GET", "/analyze", 405, "method_not_allowed"),
+    ("PUT", "/analyze", 405, "method_not_allowed"),
+    ("POST", "/healthz", 405, "method_not_allowed"),
+    ("DELETE", "/", 405, "method_not_allowed"),
+    ("GET", "/static/nope.js", 404, "not_found"),
+    ("GET", "/stream.mjpg", 404, "no_pipeline"),
+])
+def test_unknown_routes_and_methods_are_json(client, method, path, status, code):
+    r = client.open(path, method=method)
+    assert r.status_code == status
+    assert r.is_json and r.json["code"] == code
+    if status == 405:
+        assert "Allow" in r.headers
+
+
+def test_analyzer_bug_is_500_json_and_server_goes_on():
+    class Broken:
+        def analyze(self, image, conf=None):
+            raise RuntimeError("boom")
+
+    c = make_app(analyzer=Broken()).test_client()
+    r = c.post("/analyze", json={"image": b64(encode(np.zeros((9, 9, 3), np.uint8)))})
+    assert r.status_code == 500 and r.json == {"error": "internal error (logged on the server)",
+                                               "code": "internal"}
+    assert c.get("/healthz").status_code == 200
+
+
+def test_decoder_bug_is_a_4xx_not_a_crash():
+    def broken(data, **kw):
+        raise ValueError("decoder bug")
+
+    r = make_app(decode=broken).test_client().post("/analyze", data=b"x", content_type="image/png")
+    assert r.status_code == 400 and r.json["code"] == "undecodable"
+
+
+def test_image_error_codes_map_to_statuses():
+    for code, status in [("too_many_pixels", 413), ("truncated", 400), ("unsupported", 415),
+                         ("not_an_image", 400), ("something_new", 400)]:
+        def dec(data, code=code, **kw):
+            raise ImageError(f"refused: {code}", code)
+
+        r = make_app(decode=dec).test_client().post("/analyze", data=b"x", content_type="image/png")
+        assert (r.status_code, r.json) == (status, {"error": f"refused: {code}", "code": code})
+
+
+def test_page_and_assets_are_served_without_cdn(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert asset in html
+        assert client.get(asset).status_code == 200
+    assert "http://" not in html and "https://" not in html  # nothing from a CDN
+    assert 'src="/stream.mjpg"' not in html  # set by the script only when a pipeline runs
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+def test_decoder_receives_configured_limits():
+    seen = {}
+
+    def dec(data, max_side, max_pixels):
+        seen.update(max_side=max_side, max_pixels=max_pixels)
+        return np.zeros((8, 8, 3), np.uint8)
+
+    c = make_app(cfg_with(max_side=1234, max_pixels=5_000_000), decode=dec).test_client()
+    assert c.post("/analyze", data=b"x", content_type="image/png").status_code == 200
+    assert seen == {"max_side": 1234, "max_pixels": 5_000_000}
+
+
+# ---- auth ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path, public", [
+    ("GET", "/", True), ("GET", "/static/app.js", True), ("GET", "/healthz", True),
+    ("POST", "/analyze", False), ("GET", "/api/status", False), ("GET", "/metrics", False),
+    ("GET", "/stream.mjpg", False),
+])
+def test_token_required_on_api_routes(method, path, public):
+    c = make_app(cfg_with(token="s3cret")).test_client()
+    r = c.open(path, method=method)
+    if public:
+        assert r.status_code in (200, 503)
+        return
+    assert r.status_code == 401 and r.json["code"] == "unauthorized"
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert c.open(path, method=method, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = c.open(path, method=method, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code != 401
+
+
+def test_stream_token_in_query_only_for_the_stream():
+    c = make_app(cfg_with(token="s3cret")).test_client()
+    assert c.get("/stream.mjpg?access_token=s3cret").status_code == 404  # authorised, no pipeline
+    assert c.get("/api/status?access_token=s3cret").status_code == 401
+
+
+def test_no_token_configured_means_open(client):
+    assert client.get("/api/status").status_code == 200
+    assert client.get("/metrics").status_code == 200
+
+
+# ---- status, health, metrics -----------------------------------------------------------
+
+def test_status_without_pipeline(client):
+    assert client.get("/api/status").json == {"pipeline": False, "camera": "camera"}
+    h = client.get("/healthz")
+    assert h.status_code == 200 and h.json["status"] == "ready" and h.json["pipeline"] is False
+
+
+def test_status_and_health_with_pipeline():
+    p = fake_pipeline()
+    c = make_app(pipeline=p, mjpeg=LatestJpeg()).test_client()
+    s = c.get("/api/status").json
+    assert s["pipeline"] and s["running"] and s["stream"]
+    assert (s["fps"], s["faces"], s["tracks"], s["counts"]) == (24.5, 2, 1, {"door": {"in": 3, "out": 1}})
+    assert s["frames_dropped"] == 10 and s["source_up"] is True
+    h = c.get("/healthz")
+    assert h.status_code == 200 and h.json["source_connected"] is True
+
+    p.source_up = False
+    h = c.get("/healthz")
+    assert h.status_code == 503 and h.json["status"] == "not_ready"
+    assert "source disconnected, reconnecting" in h.json["reasons"]
+
+    p.source_up = True
+    p.last_frame_mono = time.monotonic() - 60
+    h = c.get("/healthz")
+    assert h.status_code == 503 and h.json["last_frame_age_s"] >= 60
+
+    p.stop_event.set()
+    h = c.get("/healthz")
+    assert h.status_code == 503 and "pipeline stopped" in h.json["reasons"]
+
+
+def test_health_before_first_frame_has_a_grace_period():
+    p = fake_pipeline(last_frame_mono=None)
+    c = make_app(pipeline=p).test_client()
+    assert c.get("/healthz").status_code == 200
+    p.started = time.monotonic() - 3600
+    assert c.get("/healthz").status_code == 503
+
+
+def test_metrics_read_pipeline_counters_at_scrape_time():
+    p = fake_pipeline()
+    c = make_app(pipeline=p).test_client()
+    c.post("/analyze", json={"image": b64(encode(np.zeros((9, 9, 3), np.uint8)))})
+    c.post("/analyze", data=b"nope", content_type="application/json")
+    r = c.get("/metrics")
+    assert r.status_code == 200 and r.mimetype == "text/plain"
+    m = parse_metrics(r.get_data(as_text=True))
+    assert metric(m, "streamer_frames_in_total") == 100
+    assert metric(m, "streamer_frames_processed_total") == 90
+    assert metric(m, "streamer_frames_dropped_total", reason="queue") == 5
+    assert metric(m, "streamer_frames_dropped_total", reason="stale") == 5
+    assert metric(m, "streamer_fps") == 24.5
+    assert metric(m, "streamer_faces") == 2 and metric(m, "streamer_tracks") == 1
+    assert metric(m, "streamer_events_total", type="start") == 3
+    assert metric(m, "streamer_sink_errors_total", sink="mqtt") == 7
+    assert metric(m, "streamer_source_reconnects_total") == 2
+    assert metric(m, "streamer_latency_seconds_count") == 5
+    assert metric(m, "streamer_latency_seconds_bucket", le="0.025") == 1  # 12 ms
+    assert metric(m, "streamer_latency_seconds_bucket", le="0.05") == 3  # + 30, 30
+    assert metric(m, "streamer_latency_seconds_bucket", le="0.3") == 4
+    assert metric(m, "streamer_latency_seconds_bucket", le="+Inf") == 5
+    assert metric(m, "streamer_latency_seconds_sum") == pytest.approx(0.552)
+    assert metric(m, "streamer_counted_people_total", name="door", direction="in") == 3
+    assert metric(m, "streamer_analyze_requests_total") == 2
+    assert metric(m, "streamer_analyze_errors_total", code="not_json") == 1
+    assert metric(m, "streamer_analyze_seconds_count") == 1
+    assert metric(m, "streamer_analyze_faces_total") == 1
+
+    p.frames_in = 250  # read live, not copied at start
+    m = parse_metrics(c.get("/metrics").get_data(as_text=True))
+    assert metric(m, "streamer_frames_in_total") == 250
+
+
+def test_metrics_without_pipeline_have_web_series_only(client):
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "streamer_analyze_requests_total" in text and "streamer_frames_in_total" not in text
+
+
+def test_each_request_is_logged_on_one_line(client, caplog):
+    caplog.set_level(logging.INFO, logger="streamer.web")
+    client.post("/analyze", json={"image": b64(encode(np.zeros((9, 9, 3), np.uint8)))})
+    client.post("/analyze", data=b"{", content_type="application/json")
+    client.get("/nope/../x")
+    lines = [r.getMessage() for r in caplog.records if r.name == "streamer.web"]
+    assert len(lines) == 3
+    assert lines[0].startswith("127.0.0.1 POST /analyze 200 ") and lines[0].endswith("faces=1")
+    assert " ms " in lines[0]
+    assert lines[1].startswith("127.0.0.1 POST /analyze 400 ") and lines[1].endswith("code=not_json")
+    assert " 404 " in lines[2]
+
+
+# ---- the real decoder on hostile files -------------------------------------------------
+
+@pytest.fixture
+def real_client():
+    if not HAVE_IMAGEIO:
+        pytest.skip("streamer/imageio.py has not landed yet")
+    return make_app(decode=real_decode()).test_client()
+
+
+def _post_file(c, data: bytes, name="f.bin"):
+    body, ctype = multipart("image", name, data, "application/octet-stream")
+    return c.post("/analyze", data=body, content_type=ctype)
+
+
+@needs_imageio
+@pytest.mark.parametrize("make, status, code", [
+    (lambda: b"", 400, "empty"),
+    (lambda: b"plain text, not an image" * 10, 400, "not_an_image"),
+    (lambda: encode(np.random.default_rng(1).integers(0, 255, (200, 200, 3), np.uint8))[:3000], 400, "truncated"),
+    (lambda: encode(np.random.default_rng(2).integers(0, 255, (200, 200, 3), np.uint8), ".png")[:5000], 400, "truncated"),
+    (lambda: bomb_png(), 413, "too_many_pixels"),
+])
+def test_hostile_files_refused(real_client, make, status, code):
+    r = _post_file(real_client, make())
+    assert (r.status_code, r.json["code"]) == (status, code), r.json
+    assert real_client.get("/healthz").status_code == 200
+
+
+@needs_imageio
+def test_bomb_is_refused_fast_and_small():
+    data = bomb_png()
+    assert len(data) < 200_000
+    c = make_app(decode=real_decode()).test_client()
+    t0 = time.perf_counter()
+    r = c.post("/analyze", json={"image": b64(data)})
+    assert r.status_code == 413 and r.json["code"] == "too_many_pixels"
+    assert time.perf_counter() - t0 < 2.0  # refused from the header, never inflated
+
+
+@needs_imageio
+def test_oversized_image_is_downscaled_not_refused(real_client):
+    img = np.full((400, 6000, 3), 200, np.uint8)
+    r = _post_file(real_client, encode(img), "wide.jpg")
+    assert r.status_code == 200, r.json
+    assert (r.json["width"], r.json["height"]) == (5000, 333) or (
+        r.json["width"] == 5000 and abs(r.json["height"] - 333) <= 1)
+
+
+@needs_imageio
+def test_animated_gif_uses_first_frame(real_client):
+    r = _post_file(real_client, gif_two_frames(), "anim.gif")
+    assert r.status_code == 200, r.json
+    img = cv2.imdecode(np.frombuffer(base64.b64decode(r.json["image"]), np.uint8), cv2.IMREAD_COLOR)
+    b, g_, rr = img[2, 2].astype(int)  # a corner away from the fake face box
+    assert rr > 200 and b < 60  # red: the first frame
+
+
+# ---- the real models ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_app():
+    if not (HAVE_ATTRIBUTES and HAVE_IMAGEIO):
+        pytest.skip("streamer/attributes.py or streamer/imageio.py has not landed yet")
+    cfg = config_mod.load()
+    return web.create_app(cfg, web.AnalyzerPool.build(cfg, 1), decode=real_decode())
+
+
+@needs_models
+def test_real_face_photo(real_app):
+    c = real_app.test_client()
+    r = c.post("/analyze", json={"image": b64(face_jpeg()), "filename": "face.jpg"})
+    assert r.status_code == 200, r.json
+    faces = r.json["faces"]
+    assert len(faces) == 1
+    f = faces[0]
+    x1, y1, x2, y2 = f["box"]
+    assert 200 <= x1 < x2 <= 440 and 120 <= y1 < y2 <= 360  # the crop sits at 220..420, 140..340
+    assert f["gender"] in ("male", "female") and 0.5 <= f["gender_confidence"] <= 1
+    assert 1 <= f["age"] <= 100 and "-" in f["age_range"]
+    # the annotated image carries the overlay's green box
+    img = cv2.imdecode(np.frombuffer(base64.b64decode(r.json["image"]), np.uint8), cv2.IMREAD_COLOR)
+    green = (img[:, :, 1] > 200) & (img[:, :, 0] < 80) & (img[:, :, 2] < 80)
+    assert green.sum() > 200
+
+
+@needs_models
+def test_same_answer_as_the_analyzer(real_app):
+    """/analyze is a thin shell around Analyzer: same faces as calling it directly."""
+    from streamer.analyze import Analyzer
+
+    img = real_decode()(face_jpeg())
+    direct = Analyzer(config_mod.load()).analyze(img)
+    r = real_app.test_client().post("/analyze?annotate=0", data=face_jpeg(), content_type="image/jpeg")
+    got = r.json["faces"]
+    assert [f["box"] for f in got] == [[int(round(v)) for v in f.box] for f in direct.faces]
+    assert [f["gender"] for f in got] == [f.attributes.gender for f in direct.faces]
+
+
+@needs_models
+def test_blank_image_has_no_faces_and_is_fast(real_app):
+    c = real_app.test_client()
+    c.post("/analyze", data=encode(np.full((480, 640, 3), 128, np.uint8)), content_type="image/jpeg")
+    t0 = time.perf_counter()
+    r = c.post("/analyze", data=encode(np.full((480, 640, 3), 128, np.uint8)), content_type="image/jpeg")
+    ms = (time.perf_counter() - t0) * 1000
+    assert r.status_code == 200 and r.json["faces"] == []
+    assert ms < 500, f"a blank 640x480 took {ms:.0f} ms"
+    r = c.post("/analyze", data=encode(np.zeros((1, 1, 3), np.uint8), ".png"), content_type="image/png")
+    assert r.status_code == 200 and r.json["faces"] == []
+
+
+# ---- a real server on a free port ------------------------------------------------------
+
+def test_real_server_bad_inputs_and_keeps_serving():
+    app = make_app(cfg_with(max_body_mb=1.0), decode=real_decode() if HAVE_IMAGEIO else simple_decode)
+    with running_server(app) as srv:
+        cases = [
+            (b"", {"Content-Type": "application/json"}, 400, "empty"),
+            (b"{not json", {"Content-Type": "application/json"}, 400, "not_json"),
+            (b'{"image": "%%%"}', {"Content-Type": "application/json"}, 400, "bad_base64"),
+            (b"\x00" * 100, {"Content-Type": "image/png"}, 400, "not_an_image"),
+            (b"{" + b"a" * 3_000_000, {"Content-Type": "application/json"}, 413, "too_large"),
+        ]
+        if HAVE_IMAGEIO:
+            cases.append((bomb_png(), {"Content-Type": "image/png"}, 413, "too_many_pixels"))
+        for body, headers, status, code in cases:
+            st, h, data = request_to(srv, "POST", "/analyze", body, headers)
+            assert st == status and h["content-type"] == "application/json", data[:200]
+            assert json.loads(data)["code"] == code
+        st, _, data = request_to(srv, "GET", "/missing")
+        assert st == 404 and json.loads(data)["code"] == "not_found"
+        st, _, data = request_to(srv, "DELETE", "/analyze")
+        assert st == 405 and json.loads(data)["code"] == "method_not_allowed"
+        body, ctype = multipart("image", "ok.jpg", encode(np.full((60, 80, 3), 50, np.uint8)))
+        st, _, data = request_to(srv, "POST", "/analyze", body, {"Content-Type": ctype})
+        assert st == 200 and len(json.loads(data)["faces"]) == 1
+        assert request_to(srv, "GET", "/healthz")[0] == 200
+
+
+def test_real_server_chunked_body_over_limit_is_413():
+    app = make_app(cfg_with(max_body_mb=1.0))
+    with running_server(app) as srv:
+        payload = json.dumps({"image": b64(b"x" * 3_000_000)}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        chunks = (payload[i:i + 65536] for i in range(0, len(payload), 65536))
+        conn.request("POST", "/analyze", body=chunks, headers={"Content-Type": "application/json"},
+                     encode_chunked=True)
+        r = conn.getresponse()
+        assert r.status == 413 and json.loads(r.read())["code"] == "too_large"
+        conn.close()
+        small = json.dumps({"image": b64(encode(np.zeros((9, 9, 3), np.uint8)))}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        conn.request("POST", "/analyze", body=iter([small[:10], small[10:]]),
+                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        assert conn.getresponse().status == 200
+        conn.close()
+
+
+def test_real_server_concurrent_requests_never_share_an_analyzer():
+    fakes = [FakeAnalyzer(delay=0.01), FakeAnalyzer(delay=0.01)]
+    app = make_app(analyzer=fakes)
+    body = json.dumps({"image": b64(encode(np.zeros((32, 32, 3), np.uint8)))}).encode()
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client_thread():
+        for _ in range(10):
+            st, _, _ = request_to(srv, "POST", "/analyze?annotate=0", body, {"Content-Type": "application/json"})
+            with lock:
+                statuses.append(st)
+
+    with running_server(app) as srv:
+        threads = [threading.Thread(target=client_thread) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert statuses == [200] * 80
+    assert sum(f.calls for f in fakes) == 80
+    assert all(f.overlaps == 0 for f in fakes)  # each analyzer served one request at a time
+    assert all(f.calls > 0 for f in fakes)  # and both were used
+
+
+def test_real_server_mjpeg_stream_and_shutdown():
+    mj = LatestJpeg()
+    stop = threading.Event()
+    frame = np.zeros((48, 64, 3), np.uint8)
+
+    def producer():  # stands in for the pipeline's output stage
+        i = 0
+        while not stop.wait(0.02):
+            if mj.wanted:
+                frame[:] = i % 255
+                mj.put(frame)
+                i += 1
+
+    t = threading.Thread(target=producer, daemon=True)
+    t.start()
+    app = make_app(mjpeg=mj)
+    try:
+        with running_server(app) as srv:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+            conn.request("GET", "/stream.mjpg")
+            r = conn.getresponse()
+            assert r.status == 200
+            assert r.getheader("Content-Type") == "multipart/x-mixed-replace; boundary=frame"
+            jpegs = []
+            buf = b""
+            while len(jpegs) < 3:
+                buf += r.read1(65536)
+                while True:
+                    start = buf.find(b"\xff\xd8")
+                    end = buf.find(b"\xff\xd9", start)
+                    if start < 0 or end < 0:
+                        break
+                    jpegs.append(buf[start:end + 2])
+                    buf = buf[end + 2:]
+            imgs = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
+            assert all(i is not None and i.shape == (48, 64, 3) for i in imgs)
+            assert len({int(i.mean()) for i in imgs}) == 3  # three different frames, newest first
+            conn.close()
+    finally:
+        stop.set()
+        t.join(2)
+
+
+def test_server_shutdown_ends_an_open_stream_quickly():
+    mj = LatestJpeg()
+    mj.put(np.zeros((8, 8, 3), np.uint8))
+    app = make_app(mjpeg=mj)
+    srv = web.Server(app, "127.0.0.1", 0).start()
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("GET", "/stream.mjpg")
+    r = conn.getresponse()
+    assert r.status == 200 and b"\xff\xd8" in r.read1(65536)
+    t0 = time.monotonic()
+    srv.shutdown()
+    rest = r.read()  # returns when the server ends the stream
+    assert time.monotonic() - t0 < 3.0
+    assert isinstance(rest, bytes)
+    conn.close()
+
+
+def test_port_in_use_is_a_clear_error():
+    app = make_app()
+    with running_server(app) as srv:
+        with pytest.raises(Exception) as e:
+            web.Server(app, "127.0.0.1", srv.port)
+        assert f"web.port {srv.port}" in str(e.value)
+
+
+@needs_models
+def test_real_server_real_models_face_photo():
+    cfg = config_mod.load()
+    app = web.create_app(cfg, web.AnalyzerPool.build(cfg, 1), decode=real_decode())
+    with running_server(app) as srv:
+        body, ctype = multipart("file", "face.jpg", face_jpeg())
+        st, _, data = request_to(srv, "POST", "/analyze", body, {"Content-Type": ctype})
+        assert st == 200
+        assert len(json.loads(data)["faces"]) == 1
+        st, _, data = request_to(srv, "GET", "/metrics")
+        m = parse_metrics(data.decode())
+        assert metric(m, "streamer_analyze_faces_total") == 1
