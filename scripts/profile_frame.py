@@ -61,18 +61,28 @@ HEADLESS = ("decode", "resize", "detect", "scenecut", "track", "chips", "nets", 
 
 
 class Timers:
+    """Wall time (``t``) and CPU time of the whole process (``c``) per stage. The profile runs
+    one Python thread, so the process CPU time during a stage is that stage's CPU cost, OpenCV's
+    worker threads included: on a busy machine it stays close to the quiet-machine wall time
+    while the wall time grows with the wait for a core."""
+
     def __init__(self):
         self.t = defaultdict(float)
+        self.c = defaultdict(float)
         self.n = defaultdict(int)
+
+    def add(self, stage: str, wall: float, cpu: float) -> None:
+        self.t[stage] += wall
+        self.c[stage] += cpu
+        self.n[stage] += 1
 
     def wrap(self, stage: str, fn):
         def timed(*a, **k):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return fn(*a, **k)
             finally:
-                self.t[stage] += time.perf_counter() - t0
-                self.n[stage] += 1
+                self.add(stage, time.perf_counter() - t0, time.process_time() - c0)
         timed.__wrapped__ = fn
         return timed
 
@@ -144,6 +154,7 @@ def profile(clip: str | Path, max_frames: int = 0, cprofile_top: int = 12, confi
         attributes_present = False
         o["attributes.enabled"] = False
     o.update(config_overrides or {})
+    attributes_present = attributes_present and o.get("attributes.enabled", True)
     cfg = config.load(None, o)
     proc = app.build_processor(cfg)
     timers = Timers()
@@ -175,38 +186,32 @@ def profile(clip: str | Path, max_frames: int = 0, cprofile_top: int = 12, confi
     writer = None
     prof = cProfile.Profile()
     n = faces = 0
-    t_proc = 0.0
     try:
         while True:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             ok, image = cap.read()
-            timers.t["decode"] += time.perf_counter() - t0
+            timers.add("decode", time.perf_counter() - t0, time.process_time() - c0)
             if not ok:
                 break
             frame = Frame(n, time.time(), time.monotonic(), image)
-            t0 = time.perf_counter()
-            prof.enable()
+            t0, c0 = time.perf_counter(), time.process_time()
+            if cprofile_top:
+                prof.enable()
             p = proc.process(frame)
-            prof.disable()
-            t_proc += time.perf_counter() - t0
+            if cprofile_top:
+                prof.disable()
+            timers.add("process", time.perf_counter() - t0, time.process_time() - c0)
             faces += p.faces
             # Output stage (only with a consumer): draw, then encode as MJPEG and as a file would.
             img = image.copy()
             stats = Stats(frames_in=n + 1, frames_processed=n + 1, fps=fps, latency_ms=10.0,
                           faces=p.faces, tracks=len(p.tracks))
-            t0 = time.perf_counter()
-            overlay.draw(img, p.tracks, p.attrs, stats)
-            t1 = time.perf_counter()
-            cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
-            t2 = time.perf_counter()
+            timers.wrap("draw", overlay.draw)(img, p.tracks, p.attrs, stats)
+            timers.wrap("encode_jpeg", cv2.imencode)(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
             if writer is None:
                 writer = cv2.VideoWriter(os.path.join(tmp, "p.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
                                          fps, (img.shape[1], img.shape[0]))
-            writer.write(img)
-            t3 = time.perf_counter()
-            timers.t["draw"] += t1 - t0
-            timers.t["encode_jpeg"] += t2 - t1
-            timers.t["encode_mp4v"] += t3 - t2
+            timers.wrap("encode_mp4v", writer.write)(img)
             n += 1
             if max_frames and n >= max_frames:
                 break
@@ -221,27 +226,30 @@ def profile(clip: str | Path, max_frames: int = 0, cprofile_top: int = 12, confi
     if not n:
         raise RuntimeError(f"no frame decoded from {clip}")
 
-    T = timers.t
-    stages = {
-        "decode": T["decode"],
-        "resize": T["resize"],
-        "detect": T["detect_total"] - T["resize"],
-        "scenecut": T["scenecut"],
-        "track": T["track"],
-        "chips": T["chips"],
-        "nets": T["nets"],
-        "attr": max(0.0, T["attr_total"] - T["chips"] - T["nets"]),
-        "events": T["events"],
-        "other": max(0.0, t_proc - T["detect_total"] - T["scenecut"] - T["track"] - T["attr_total"] - T["events"]),
-        "draw": T["draw"],
-        "encode_jpeg": T["encode_jpeg"],
-        "encode_mp4v": T["encode_mp4v"],
-    }
+    def split(T):
+        return {
+            "decode": T["decode"],
+            "resize": T["resize"],
+            "detect": T["detect_total"] - T["resize"],
+            "scenecut": T["scenecut"],
+            "track": T["track"],
+            "chips": T["chips"],
+            "nets": T["nets"],
+            "attr": max(0.0, T["attr_total"] - T["chips"] - T["nets"]),
+            "events": T["events"],
+            "other": max(0.0, T["process"] - T["detect_total"] - T["scenecut"] - T["track"]
+                         - T["attr_total"] - T["events"]),
+            "draw": T["draw"],
+            "encode_jpeg": T["encode_jpeg"],
+            "encode_mp4v": T["encode_mp4v"],
+        }
+
+    stages, cpu = split(timers.t), split(timers.c)
     headless = sum(stages[k] for k in HEADLESS)
-    out_stages = {k: {"ms": round(v / n * 1000, 2),
+    out_stages = {k: {"ms": round(v / n * 1000, 2), "cpu_ms": round(cpu[k] / n * 1000, 2),
                       "share": round(v / headless, 3) if k in HEADLESS and headless else None,
                       "note": NOTES[k]} for k, v in stages.items()}
-    inference_ms = t_proc / n * 1000
+    inference_ms = timers.t["process"] / n * 1000
     decode_ms = stages["decode"] / n * 1000
     top = []
     if cprofile_top:
@@ -264,7 +272,7 @@ def profile(clip: str | Path, max_frames: int = 0, cprofile_top: int = 12, confi
                     f"on one core, bound {1000 / max(inference_ms, decode_ms):.0f} fps with the two "
                     f"threads on two cores. Biggest headless item: {biggest} "
                     f"({stages[biggest] / n * 1000:.1f} ms). Note: timings here are under cProfile "
-                    "(a few % overhead on Python-heavy stages)."),
+                    "(a few % overhead on Python-heavy stages); cpu ms is the process's CPU time during the stage (OpenCV worker threads included)."),
         "top": top,
     }
 
@@ -275,6 +283,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=0, help="stop after N frames")
     ap.add_argument("--cprofile", type=int, default=15, help="top N functions by own time (0: none)")
     ap.add_argument("--detect-width", type=int, help="detector.width override")
+    ap.add_argument("--no-attributes", action="store_true", help="attributes.enabled false")
     ap.add_argument("--json", help="write the result here too")
     a = ap.parse_args()
     import cv2
@@ -283,13 +292,15 @@ def main() -> int:
     if not clip:
         data = os.environ.get("STREAMER_DATA") or str(ROOT.parent / "shared" / "data")
         clip = str(Path(data) / "video" / "face_recognition__short_hamilton_clip.mp4")
-    o = {"detector.width": a.detect_width} if a.detect_width else None
+    o = {"detector.width": a.detect_width} if a.detect_width else {}
+    if a.no_attributes:
+        o["attributes.enabled"] = False
     r = profile(clip, a.frames, a.cprofile, o)
     print(f"{r['frames']} frames of {r['clip']}, {r['faces_per_frame']} faces/frame")
-    print(f"{'stage':<12}{'ms/frame':>10}{'share':>8}  what")
+    print(f"{'stage':<12}{'ms/frame':>10}{'cpu ms':>8}{'share':>8}  what")
     for k, v in r["stages"].items():
         share = f"{v['share']:.0%}" if v["share"] is not None else ""
-        print(f"{k:<12}{v['ms']:>10.2f}{share:>8}  {v['note']}")
+        print(f"{k:<12}{v['ms']:>10.2f}{v['cpu_ms']:>8.2f}{share:>8}  {v['note']}")
     print(r["summary"])
     if r["top"]:
         print("\ntop functions by own time (ms/frame, calls/frame):")

@@ -75,24 +75,33 @@ def _similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.hstack([A, (md - A @ ms)[:, None]])
 
 
-def chip_transform(landmarks: Sequence[Point], size: int) -> np.ndarray:
+def template(padding: float = CHIP_PADDING) -> np.ndarray:
+    """``TEMPLATE`` re-expressed for a chip with another padding (dlib's definition)."""
+    face = TEMPLATE * (1 + 2 * CHIP_PADDING) - CHIP_PADDING  # in dlib's unpadded face square
+    return (face + padding) / (1 + 2 * padding)
+
+
+def chip_transform(landmarks: Sequence[Point], size: int,
+                   padding: float = CHIP_PADDING) -> np.ndarray:
     """2x3 similarity taking image pixels to chip pixels for YuNet's five points.
 
-    Uses ``cv2.estimateAffinePartial2D`` semantics (rotation, uniform scale, translation) but a
-    weighted closed-form fit: with five points RANSAC has nothing to reject, and a plain fit
-    lets a smile drag the chip down.
+    Rotation, uniform scale and translation, as ``cv2.estimateAffinePartial2D`` would fit, but
+    a weighted closed-form least-squares fit: with five points RANSAC has nothing to reject,
+    and half weight on the mouth corners keeps a smile from pulling the chip (measured against
+    dlib's own chips: 1.60 px mean point error at 64 px, 1.65 px with equal weights or
+    ``estimateAffinePartial2D``).
     """
     src = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    return _similarity(src, TEMPLATE * (size - 1), _WEIGHTS)
+    return _similarity(src, template(padding) * (size - 1), _WEIGHTS)
 
 
-def box_transform(box: Box, size: int) -> np.ndarray:
+def box_transform(box: Box, size: int, padding: float = CHIP_PADDING) -> np.ndarray:
     """2x3 transform for a face known only by its box (res10 SSD framing, no rotation)."""
     x1, y1, x2, y2 = box
     w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
     cx = (x1 + x2) / 2 + BOX_CENTRE_OFFSET[0] * w
     cy = (y1 + y2) / 2 + BOX_CENTRE_OFFSET[1] * h
-    side = BOX_SIDE_SCALE * np.sqrt(w * h)
+    side = BOX_SIDE_SCALE * np.sqrt(w * h) * (1 + 2 * padding) / (1 + 2 * CHIP_PADDING)
     # dlib maps the chip rectangle's edges (centre +- side/2) onto pixel centres 0 and size-1.
     s = (size - 1) / side
     return np.array([[s, 0.0, (size - 1) / 2 - s * cx], [0.0, s, (size - 1) / 2 - s * cy]])
@@ -192,25 +201,39 @@ def quality(face_px: float, sharp: float, front: float) -> Quality:
 class FaceChips:
     """The aligned chips of one face (BGR uint8) and the quality of the view."""
 
-    age: np.ndarray  # AGE_CHIP x AGE_CHIP
-    gender: np.ndarray  # GENDER_CHIP x GENDER_CHIP
+    age: np.ndarray  # age-net chip
+    gender: np.ndarray  # gender-net chip (the same array when both nets take the same chip)
     quality: Quality
-    aligned: bool  # False: placed from the box only
+    aligned: bool  # False: placed from the box only (no landmarks)
+
+
+def _transform(box: Box, landmarks: Optional[Sequence[Point]], size: int, padding: float):
+    if landmarks is not None:
+        return chip_transform(landmarks, size, padding)
+    return box_transform(box, size, padding)
 
 
 def face_chips(image: np.ndarray, box: Box, landmarks: Optional[Sequence[Point]] = None,
-               sizes: tuple[int, int] = (AGE_CHIP, GENDER_CHIP)) -> FaceChips:
-    """Both chips of one face, each sampled from the frame as dlib did (not one from the other).
+               sizes: tuple[int, int] = (AGE_CHIP, GENDER_CHIP),
+               padding: float = CHIP_PADDING) -> FaceChips:
+    """The (age, gender) chips of one face at ``sizes``, and the view's quality.
 
-    With ``landmarks`` (YuNet) the chips are aligned by ``TEMPLATE``; without, they are placed
-    from the box (``box_transform``).
+    Each chip is sampled from the frame (dlib did the same; a 32 px chip resized from the 64 px
+    one is blurrier than what the gender net saw in training). Quality is always measured on a
+    64 px chip with dlib's padding, whatever the nets take, so ``min_sharpness`` means the same
+    for every model set. With ``landmarks`` (YuNet) chips are aligned by ``TEMPLATE``; without,
+    they are placed from the box (``box_transform``).
     """
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    chips = []
-    for size in sizes:
-        M = chip_transform(landmarks, size) if landmarks is not None else box_transform(box, size)
-        chips.append(warp_chip(image, M, size))
+    cache: dict[tuple[int, float], np.ndarray] = {}
+
+    def chip(size: int, pad: float) -> np.ndarray:
+        if (size, pad) not in cache:
+            cache[(size, pad)] = warp_chip(image, _transform(box, landmarks, size, pad), size)
+        return cache[(size, pad)]
+
+    age, gender = chip(sizes[0], padding), chip(sizes[1], padding)
     face_px = float(box[2] - box[0])
-    q = quality(face_px, sharpness(chips[0]), frontalness(landmarks))
-    return FaceChips(chips[0], chips[1], q, landmarks is not None)
+    q = quality(face_px, sharpness(chip(AGE_CHIP, CHIP_PADDING)), frontalness(landmarks))
+    return FaceChips(age, gender, q, landmarks is not None)

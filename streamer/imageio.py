@@ -106,13 +106,17 @@ def load_image(path: Union[str, os.PathLike], max_side: int = DEFAULT_MAX_SIDE,
 
 def load(path: Union[str, os.PathLike], max_side: int = DEFAULT_MAX_SIDE,
          max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: int = 0) -> DecodedImage:
+    return decode(read_file(path), max_side, max_pixels, min_side=min_side)
+
+
+def read_file(path: Union[str, os.PathLike]) -> bytes:
+    """The file's bytes, or ``ImageError(code="unreadable")`` naming the path and the reason."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except IsADirectoryError:
         raise ImageError(f"{path} is a folder, not an image file", "unreadable") from None
     except OSError as e:
         raise ImageError(f"cannot read {path}: {e.strerror or e}", "unreadable") from None
-    return decode(data, max_side, max_pixels, min_side=min_side)
 
 
 def decode(data: bytes, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -127,7 +131,7 @@ def decode(data: bytes, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFA
     if max_side < 1 or max_pixels < 1:
         raise ValueError("max_side and max_pixels must be >= 1")
     if not data:
-        raise ImageError("empty upload: the image has zero bytes", "empty")
+        raise ImageError("the image has zero bytes (empty file or upload)", "empty")
     data = bytes(data) if not isinstance(data, bytes) else data
     fmt = sniff(data)
     if fmt == "jpeg":
@@ -141,7 +145,7 @@ def decode(data: bytes, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFA
     if other:
         raise ImageError(f"{other} images are not supported (use JPEG, PNG, GIF, BMP, WebP or "
                          "TIFF)", "unsupported")
-    raise ImageError("not an image: the data is not JPEG, PNG, GIF, BMP, WebP or TIFF",
+    raise ImageError("the data is not an image (not JPEG, PNG, GIF, BMP, WebP or TIFF)",
                      "not_an_image")
 
 

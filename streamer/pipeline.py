@@ -9,10 +9,18 @@ Rules kept here:
 - every blocking call has a timeout and checks the one ``stop`` event;
 - end-of-stream sentinels are sent in ``finally`` so downstream always finishes;
 - a stage exception is logged with the frame id and the run goes on; a thread that dies anyway
-  is restarted by the watchdog in the main loop and counted;
+  is restarted by the watchdog in the main loop and counted (a thread that keeps dying stops the
+  run: a supervisor restart is then the better cure);
 - live frames older than ``source.max_frame_age_s`` at inference are dropped (lag never grows);
-- a lost live source is reopened with exponential backoff and jitter, forever by default; the
-  outage ends every track and emits ``source_down`` / ``source_up``.
+- every call into a live source (open, read, close) runs in a helper thread with a deadline, as
+  cv2 cannot interrupt a call stuck in FFmpeg: no frame for ``source.read_timeout_s`` means the
+  source is lost, the stuck helper is abandoned (it releases its capture if cv2 ever returns)
+  and a fresh capture is opened;
+- a lost live source is reopened with exponential backoff and full jitter, forever by default;
+  the outage ends every track and emits ``source_down`` / ``source_up`` (``outage_s`` = last
+  frame before to first frame after). The backoff resets only once frames flow again, so a
+  camera that accepts connections but sends nothing is not hammered;
+- ``stop()`` returns ``run()`` within ``SHUTDOWN_S`` (1.5 s) even with a call stuck in cv2.
 """
 
 from __future__ import annotations
@@ -105,11 +113,73 @@ class BoundedQueue:
             return item
 
 
+class CallTimeout(Exception):
+    """A source call did not return before its deadline (or stop was requested meanwhile)."""
+
+
+class _Caller:
+    """One helper thread that runs the capture thread's blocking source calls, each with a
+    deadline. cv2 cannot interrupt a call stuck in FFmpeg and Python cannot kill a thread, so
+    when a call overruns, the caller gives up on this helper: it stays blocked (a daemon) until
+    cv2 returns, drops the late result and exits; the next call gets a fresh helper. FFmpeg's own
+    timeouts make cv2 return eventually, so abandoned helpers do not pile up."""
+
+    def __init__(self, name: str):
+        self._cond = threading.Condition()
+        self._job: Optional[Callable[[], Any]] = None
+        self._result: Optional[tuple[Any, Optional[BaseException]]] = None
+        self._abandoned = False
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._job is not None or self._abandoned)
+                if self._abandoned:
+                    return
+                fn, self._job = self._job, None
+            try:
+                result: tuple[Any, Optional[BaseException]] = (fn(), None)
+            except Exception as e:  # handed to the caller, raised there
+                result = (None, e)
+            with self._cond:
+                if self._abandoned:
+                    return
+                self._result = result
+                self._cond.notify_all()
+
+    def call(self, fn: Callable[[], Any], timeout: float, stop: threading.Event) -> Any:
+        """``fn()``'s value (or its exception), or CallTimeout after ``timeout`` s or on stop.
+        After a CallTimeout this helper is abandoned: use a new one."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._result, self._job = None, fn
+            self._cond.notify_all()
+            while self._result is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or stop.is_set():
+                    self._abandoned = True
+                    self._cond.notify_all()
+                    raise CallTimeout(f"no answer within {timeout:g} s"
+                                      if left <= 0 else "stopped")
+                self._cond.wait(min(left, 0.1))
+            (value, err), self._result = self._result, None
+        if err is not None:
+            raise err
+        return value
+
+
 class Pipeline:
     """Runs one camera. ``run()`` blocks in the calling (main) thread until the source ends,
     ``max_frames`` is reached, the user quits the window, or ``stop()`` is called (signals)."""
 
     SHUTDOWN_S = 1.5
+    OPEN_GRACE_S = 2.0  # beyond source.open_timeout_s before an open counts as stuck
+    CLOSE_TIMEOUT_S = 2.0
+    WATCHDOG_EVERY_S = 0.2
+    MAX_RESTARTS = 10  # per thread within RESTART_WINDOW_S; more means a crash loop: stop
+    RESTART_WINDOW_S = 60.0
+    MAX_FRAME_ERRORS = 100  # consecutive undecodable frames: a file ends, a live source is lost
 
     def __init__(self, cfg: Config, source, processor: Processor, sinks: SinkSet,
                  output: OutputStage, on_result: Optional[Callable[[Result], None]] = None):
@@ -131,8 +201,10 @@ class Pipeline:
         self.decode_errors = 0
         self.stage_errors = 0
         self.reconnects = 0
+        self.hung_calls = 0  # source calls abandoned past their deadline
         self.thread_restarts = 0
         self.source_up = True
+        self.outages = 0
         self.faces_seen_max = 0
         self.latency = LatencyHistogram()
         self.frame_age = LatencyHistogram()
@@ -145,6 +217,14 @@ class Pipeline:
         self._threads: dict[str, threading.Thread] = {}
         self._done: set[str] = set()
         self._targets = {"capture": self._capture, "inference": self._infer, "events": self._dispatch}
+        self._restarts: dict[str, collections.deque] = {}
+        self._stop_deadline: Optional[float] = None
+        self._inference_ended = False
+        self._io: Optional[_Caller] = None  # helper for live-source calls; replaced when stuck
+        self._io_n = 0
+        self._last_read_mono: Optional[float] = None
+        self._down_since: Optional[float] = None  # monotonic time of the last frame before an outage
+        self._backoff = cfg.source.backoff_initial_s
 
     # ---- control -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -160,6 +240,8 @@ class Pipeline:
         t.start()
 
     def _guard(self, name: str) -> None:
+        # A stage sends its end-of-stream sentinel only when it ends normally: a crashed stage is
+        # restarted, and its downstream must keep waiting for it (stop still ends everything).
         try:
             self._targets[name]()
             self._done.add(name)
@@ -167,11 +249,22 @@ class Pipeline:
             log.exception("%s thread crashed; the watchdog will restart it", name)
 
     def _watchdog(self) -> None:
+        now = time.monotonic()
         for name, t in list(self._threads.items()):
-            if not t.is_alive() and name not in self._done and not self.stop_event.is_set():
-                self.thread_restarts += 1
-                log.error("restarting %s thread (restart %d)", name, self.thread_restarts)
-                self._spawn(name)
+            if t.is_alive() or name in self._done or self.stop_event.is_set():
+                continue
+            recent = self._restarts.setdefault(name, collections.deque())
+            while recent and now - recent[0] > self.RESTART_WINDOW_S:
+                recent.popleft()
+            if len(recent) >= self.MAX_RESTARTS:
+                log.error("%s thread crashed %d times within %.0f s; stopping", name,
+                          len(recent) + 1, self.RESTART_WINDOW_S)
+                self.stop()
+                return
+            recent.append(now)
+            self.thread_restarts += 1
+            log.error("restarting %s thread (restart %d)", name, self.thread_restarts)
+            self._spawn(name)
 
     # ---- capture -------------------------------------------------------------------------
     def _capture(self) -> None:
@@ -181,67 +274,137 @@ class Pipeline:
         pace = cfg.realtime and not self.live
         limit = self.cfg.output.max_frames
         t0, n = time.monotonic(), 0
-        try:
-            while not self.stop_event.is_set():
-                if limit and self.frames_in >= limit:
+        errors = 0  # consecutive undecodable frames
+        while not self.stop_event.is_set():
+            if limit and self.frames_in >= limit:
+                break
+            if pace:
+                wait = t0 + n / fps - time.monotonic()
+                n += 1
+                if wait > 0 and self.stop_event.wait(wait):
                     break
-                if pace:
-                    wait = t0 + n / fps - time.monotonic()
-                    n += 1
-                    if wait > 0 and self.stop_event.wait(wait):
-                        break
-                try:
-                    frame = src.read()
-                except EndOfStream:
-                    if cfg.loop and src.rewind():
-                        t0, n = time.monotonic(), 0
+            try:
+                frame = self._read()
+            except EndOfStream:
+                if cfg.loop and src.rewind():
+                    t0, n = time.monotonic(), 0
+                    continue
+                break
+            except SourceLost as e:
+                if self.stop_event.is_set():
+                    break
+                if not (self.live and cfg.reconnect):
+                    log.error("source lost: %s", redact(str(e)))
+                    break
+                if not self._reconnect(str(e)):
+                    break
+                continue
+            except Exception as e:  # FrameError, cv2.error: a decode error skips the frame
+                self.decode_errors += 1
+                errors += 1
+                if errors == 1 or self.decode_errors % 100 == 0:
+                    log.warning("skipping undecodable frame (%d so far): %s", self.decode_errors,
+                                redact(str(e)))
+                if errors < self.MAX_FRAME_ERRORS:
+                    continue
+                errors = 0
+                if self.live and cfg.reconnect:
+                    if self._reconnect(f"{self.MAX_FRAME_ERRORS} undecodable frames in a row"):
                         continue
-                    break
-                except SourceLost as e:
-                    if not (self.live and cfg.reconnect):
-                        log.error("source lost: %s", e)
-                        break
-                    if not self._reconnect(str(e)):
-                        break
-                    continue
-                except Exception as e:  # a decode error skips the frame, never the run
-                    self.decode_errors += 1
-                    log.warning("skipping undecodable frame: %s", e)
-                    continue
-                self.frames_in += 1
-                self.frames.put(frame, self.stop_event)
-        finally:
-            self.frames.put_control(EOS)
+                else:
+                    log.error("%d undecodable frames in a row; ending", self.MAX_FRAME_ERRORS)
+                break
+            errors = 0
+            self._last_read_mono = frame.mono
+            if self._down_since is not None:
+                self._source_back()
+            self.frames_in += 1
+            self.frames.put(frame, self.stop_event)
+        self.frames.put_control(EOS)
+
+    def _read(self) -> Frame:
+        if not self.live:  # files and folders do not hang; no helper hop per frame
+            return self.source.read()
+        timeout = self.cfg.source.read_timeout_s
+        try:
+            return self._call(self.source.read, timeout)
+        except CallTimeout:
+            raise SourceLost(f"no frame for {timeout:g} s (read stuck in the decoder)") from None
+
+    def _call(self, fn: Callable[[], Any], timeout: float, stop: Optional[threading.Event] = None):
+        """``fn()`` in the helper thread with a deadline; on overrun the helper is abandoned and
+        the source closed (safe: the stuck call releases its own capture if it ever returns)."""
+        if self._io is None:
+            self._io_n += 1
+            self._io = _Caller(f"capture-io-{self._io_n}")
+        try:
+            return self._io.call(fn, timeout, stop or self.stop_event)
+        except CallTimeout:
+            self._io = None
+            if not self.stop_event.is_set():
+                self.hung_calls += 1
+                log.warning("source call %s stuck for %.1f s; abandoning it",
+                            getattr(fn, "__name__", "?"), timeout)
+            try:
+                self.source.close()
+            except Exception:
+                log.exception("closing the source failed")
+            raise
 
     def _reconnect(self, reason: str) -> bool:
+        """Reopen a lost live source until it opens (True) or stop / max_reconnects (False).
+        The outage itself ends when the first frame arrives (``_source_back``)."""
         cfg = self.cfg.source
-        down_mono, down_ts = time.monotonic(), time.time()
-        self.source_up = False
-        log.warning("source %s lost (%s); reconnecting", redact(self.source.uri), reason)
-        self.frames.put_control(SourceChange(False, down_ts, reason=reason))
-        delay, attempts = cfg.backoff_initial_s, 0
+        if self._down_since is None:  # a new outage, not a reopen that died before any frame
+            now = time.monotonic()
+            self._down_since = self._last_read_mono or now
+            self.source_up = False
+            self.outages += 1
+            log.warning("source %s lost (%s); reconnecting", redact(self.source.uri), redact(reason))
+            self.frames.put_control(SourceChange(False, time.time(), reason=reason))
+        else:
+            log.info("source %s lost again before its first frame (%s)",
+                     redact(self.source.uri), redact(reason))
+        attempts = 0
         while not self.stop_event.is_set():
-            self.source.close()
-            # Full jitter around the current delay so many cameras do not retry in lockstep.
-            if self.stop_event.wait(delay * random.uniform(0.5, 1.0)):
+            try:
+                self._call(self.source.close, self.CLOSE_TIMEOUT_S)
+            except CallTimeout:
+                pass
+            except Exception as e:
+                log.warning("closing the lost source failed: %s", redact(str(e)))
+            # Full jitter so that many cameras behind one failed switch do not retry in lockstep.
+            if self.stop_event.wait(self._backoff * random.uniform(0.5, 1.0)):
                 return False
+            self._backoff = min(self._backoff * 2, cfg.backoff_max_s)
             attempts += 1
             try:
-                self.source.open()
-            except SourceError as e:
-                log.info("reconnect attempt %d failed: %s", attempts, e)
-                if cfg.max_reconnects and attempts >= cfg.max_reconnects:
-                    log.error("giving up after %d reconnect attempts", attempts)
+                self._call(self.source.open, cfg.open_timeout_s + self.OPEN_GRACE_S)
+                log.info("source %s reopened (attempt %d)", redact(self.source.uri), attempts)
+                return True
+            except CallTimeout as e:
+                if self.stop_event.is_set():
                     return False
-                delay = min(delay * 2, cfg.backoff_max_s)
-                continue
-            outage = time.monotonic() - down_mono
-            self.reconnects += 1
-            self.source_up = True
-            log.warning("source %s back after %.1f s", redact(self.source.uri), outage)
-            self.frames.put_control(SourceChange(True, time.time(), outage))
-            return True
+                err = f"open stuck: {e}"
+            except SourceError as e:
+                err = str(e)
+            except Exception as e:  # cv2.error and friends: keep trying, never crash the thread
+                err = f"{type(e).__name__}: {e}"
+            log.info("reconnect attempt %d failed: %s", attempts, redact(err))
+            if cfg.max_reconnects and attempts >= cfg.max_reconnects:
+                log.error("giving up on %s after %d reconnect attempts", redact(self.source.uri),
+                          attempts)
+                return False
         return False
+
+    def _source_back(self) -> None:
+        outage = time.monotonic() - self._down_since
+        self._down_since = None
+        self._backoff = self.cfg.source.backoff_initial_s
+        self.reconnects += 1
+        self.source_up = True
+        log.warning("source %s back after %.1f s without frames", redact(self.source.uri), outage)
+        self.frames.put_control(SourceChange(True, time.time(), outage))
 
     # ---- inference -----------------------------------------------------------------------
     def _emit(self, events) -> None:
@@ -249,50 +412,66 @@ class Pipeline:
             self.event_q.put(ev, self.stop_event)  # never blocks: drop-oldest past 100k
 
     def _infer(self) -> None:
+        # No try/finally: a crash here is restarted by the watchdog, and downstream must not see
+        # an end of stream for it. Exceptions outside the per-frame try (tick, emit) crash it.
         max_age = self.cfg.source.max_frame_age_s
-        try:
-            while True:
-                item = self.frames.get(timeout=0.1)
-                if self.stop_event.is_set() or item is EOS:
-                    break
-                if item is None:
-                    self._emit(self.processor.tick(time.time(), self._last_frame_id))
-                    continue
-                if isinstance(item, SourceChange):
-                    self._source_change(item)
-                    continue
-                frame: Frame = item
-                age = time.monotonic() - frame.mono
-                self.frame_age.add(age * 1000)
-                if self.live and age > max_age:
-                    self.frames_stale += 1
-                    continue
+        while True:
+            item = self.frames.get(timeout=0.1)
+            if self.stop_event.is_set() or item is EOS:
+                break
+            if item is None:
+                self._emit(self.processor.tick(time.time(), self._last_frame_id))
+                continue
+            if isinstance(item, SourceChange):
                 try:
-                    p = self.processor.process(frame)
+                    self._source_change(item)
                 except Exception:
                     self.stage_errors += 1
-                    log.exception("inference failed on frame %d; skipping it", frame.id)
-                    continue
-                self._last_frame_id = frame.id
-                self._emit(p.events)
-                self._emit(self.processor.tick(frame.ts, frame.id))
-                self.frames_processed += 1
-                if self.first_frame_at is None:
-                    self.first_frame_at = time.monotonic()
-                self.last_frame_mono = time.monotonic()
-                self.faces_seen_max = max(self.faces_seen_max, p.faces)
-                self._stats = Stats(
-                    frames_in=self.frames_in, frames_processed=self.frames_processed,
-                    frames_dropped=self.frames.dropped + self.results.dropped,
-                    frames_stale=self.frames_stale, fps=self.fps_meter.tick(),
-                    latency_ms=self._stats.latency_ms, faces=p.faces,
-                    tracks=sum(1 for t in p.tracks if t.confirmed), reconnects=self.reconnects,
-                    source_up=self.source_up, counts=p.counts)
-                self.results.put(Result(frame, p, self._stats), self.stop_event)
-        finally:
+                    log.exception("handling source %s failed", "up" if item.up else "down")
+                continue
+            frame: Frame = item
+            age = time.monotonic() - frame.mono
+            self.frame_age.add(age * 1000)
+            if self.live and age > max_age:
+                self.frames_stale += 1
+                continue
+            try:
+                p = self.processor.process(frame)
+            except Exception:
+                self.stage_errors += 1
+                log.exception("inference failed on frame %d; skipping it", frame.id)
+                continue
+            self._last_frame_id = frame.id
+            self._emit(p.events)
+            self._emit(self.processor.tick(frame.ts, frame.id))
+            self.frames_processed += 1
+            if self.first_frame_at is None:
+                self.first_frame_at = time.monotonic()
+            self.last_frame_mono = time.monotonic()
+            self.faces_seen_max = max(self.faces_seen_max, p.faces)
+            self._stats = Stats(
+                frames_in=self.frames_in, frames_processed=self.frames_processed,
+                frames_dropped=self.frames.dropped + self.results.dropped,
+                frames_stale=self.frames_stale, fps=self.fps_meter.tick(),
+                latency_ms=self._stats.latency_ms, faces=p.faces,
+                tracks=sum(1 for t in p.tracks if t.confirmed), reconnects=self.reconnects,
+                source_up=self.source_up, counts=p.counts)
+            self.results.put(Result(frame, p, self._stats), self.stop_event)
+        self._end_inference()
+
+    def _end_inference(self) -> None:
+        """Final ``end`` events, then the sentinels. Runs once: at the normal end of the
+        inference thread, or from ``_finish`` when that thread died or is stuck at shutdown."""
+        if self._inference_ended:
+            return
+        self._inference_ended = True
+        try:
             self._emit(self.processor.finish(time.time(), self._last_frame_id))
-            self.event_q.put_control(EOS)
-            self.results.put_control(EOS)
+        except Exception:
+            self.stage_errors += 1
+            log.exception("ending the tracks failed")
+        self.event_q.put_control(EOS)
+        self.results.put_control(EOS)
 
     def _source_change(self, ch: SourceChange) -> None:
         bld = self.processor.events
@@ -318,19 +497,22 @@ class Pipeline:
     def run(self) -> dict:
         for name in ("events", "inference", "capture"):
             self._spawn(name)
-        stop_deadline = None
+        next_watch = 0.0
         try:
             while True:
-                if self.stop_event.is_set() and stop_deadline is None:
-                    stop_deadline = time.monotonic() + self.SHUTDOWN_S
-                if stop_deadline is not None and time.monotonic() > stop_deadline:
+                now = time.monotonic()
+                if self.stop_event.is_set() and self._stop_deadline is None:
+                    self._stop_deadline = now + self.SHUTDOWN_S
+                if self._stop_deadline is not None and now > self._stop_deadline:
                     log.warning("shutdown deadline reached; leaving stuck threads behind")
                     break
+                if now >= next_watch:  # also while results flow: the events thread may be dead
+                    self._watchdog()
+                    next_watch = now + self.WATCHDOG_EVERY_S
                 r = self.results.get(timeout=0.05)
                 if r is EOS:
                     break
                 if r is None:
-                    self._watchdog()
                     if not self.output.poll():
                         self.stop()
                     continue
@@ -344,7 +526,11 @@ class Pipeline:
                 self.latency.add(ms)
                 self._stats = _with_latency(self._stats, ms)
                 if self.on_result:
-                    self.on_result(r)
+                    try:
+                        self.on_result(r)
+                    except Exception:
+                        self.stage_errors += 1
+                        log.exception("result callback failed on frame %d", r.frame.id)
                 if not keep:
                     self.stop()
         finally:
@@ -353,11 +539,19 @@ class Pipeline:
         return self.summary()
 
     def _finish(self) -> None:
-        deadline = time.monotonic() + self.SHUTDOWN_S
+        # One budget from the moment stop was seen, so stop() -> run() returns within SHUTDOWN_S
+        # (plus a last moment to write the final events).
+        deadline = self._stop_deadline or time.monotonic() + self.SHUTDOWN_S
+        deadline = max(deadline, time.monotonic() + 0.1)
         for name in ("inference", "events", "capture"):
             t = self._threads.get(name)
             if t is not None:
                 t.join(max(0.0, deadline - time.monotonic()))
+        inf = self._threads.get("inference")
+        if inf is not None and not inf.is_alive():
+            self._end_inference()  # no-op after a normal end; the final `end` events after a crash
+        elif not self._inference_ended:
+            log.error("inference thread stuck at shutdown; open tracks get no end event")
         # Events the dispatcher did not reach before the deadline are still written.
         while True:
             ev = self.event_q.get(timeout=0)
@@ -367,9 +561,10 @@ class Pipeline:
         self.sinks.close()
         self.output.close()
         try:
+            # Safe even with a read stuck in a helper: a stuck call releases its own capture.
             self.source.close()
         except Exception:
-            pass
+            log.exception("closing the source failed")
 
     def summary(self) -> dict:
         wall = time.monotonic() - self.started
@@ -392,7 +587,11 @@ class Pipeline:
             "scene_cuts": self.processor.scene_cuts,
             "latency_ms_p50": self.latency.percentile(50),
             "latency_ms_p95": self.latency.percentile(95),
+            "frame_age_ms_p95": self.frame_age.percentile(95),
             "reconnects": self.reconnects,
+            "outages": self.outages,
+            "hung_calls": self.hung_calls,
+            "decode_errors": self.decode_errors,
             "stage_errors": self.stage_errors,
             "thread_restarts": self.thread_restarts,
         }

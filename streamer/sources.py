@@ -1,4 +1,4 @@
-"""Video sources: ``read() -> Frame``; raises ``EndOfStream`` or ``SourceLost``.
+"""Video sources: ``read() -> Frame``; raises ``EndOfStream``, ``SourceLost`` or ``FrameError``.
 
 Kinds, chosen from the URI:
 - ``0``, ``1`` … a webcam index (live)
@@ -6,10 +6,25 @@ Kinds, chosen from the URI:
 - a video file (not live: never drops frames unless paced in real time)
 - a folder of images, played in name order as a stream (not live)
 
-Live sources never block forever: FFmpeg open/read timeouts are passed to ``VideoCapture``
-(``CAP_PROP_OPEN_TIMEOUT_MSEC`` / ``CAP_PROP_READ_TIMEOUT_MSEC``) and, for RTSP, through
-``OPENCV_FFMPEG_CAPTURE_OPTIONS`` (TCP transport, socket timeout). Reconnecting is the
-pipeline's job (it owns the clock and the stop event); a source only opens, reads and closes.
+Reconnecting is the pipeline's job (it owns the clock, the stop event and the threads); a source
+only opens, reads and closes. What a source guarantees so that the pipeline can put a deadline
+on every call:
+
+- Network streams carry FFmpeg timeouts of their own. ``CAP_PROP_OPEN_TIMEOUT_MSEC`` bounds
+  the open; ``CAP_PROP_READ_TIMEOUT_MSEC`` bounds a read, though in this build a read that gets
+  no byte at all returns only after about three times that value (measured: 2 s -> 6.0 s). The
+  FFmpeg option that bounds socket I/O is passed through ``OPENCV_FFMPEG_CAPTURE_OPTIONS``,
+  which OpenCV reads at every open: ``timeout`` (microseconds) for rtsp and http. The bundled
+  FFmpeg (libavformat 62) ignores ``stimeout`` (removed from FFmpeg) and ``rw_timeout`` for
+  rtsp: against a server that accepts but never answers, only ``timeout`` ended the open.
+  rtmp gets no ``timeout``: there it means "listen for an incoming connection".
+  A user-set ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` is left alone.
+- ``close()`` may be called from another thread while ``read()`` or ``open()`` is stuck in
+  cv2: it never waits for them and never releases a capture that a read is using (that would
+  crash inside FFmpeg); the stuck call releases its capture itself if it ever returns. This is
+  why a lock lives here, although no thread does.
+- A file whose bytes are corrupt in the middle does not end early: ``read()`` seeks past the
+  bad frames and raises ``FrameError`` once per gap; the next ``read()`` goes on after it.
 """
 
 from __future__ import annotations
@@ -18,10 +33,11 @@ import itertools
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -44,18 +60,26 @@ class SourceLost(Exception):
     """A live source stopped delivering frames; the caller may reopen it."""
 
 
+class FrameError(Exception):
+    """One frame (or a run of frames) could not be decoded and was skipped; reading goes on."""
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)\S*@")
+_SECRET_PARAM = re.compile(
+    r"([?&;](?:user|username|login|pass|passwd|password|pwd|token|access_token|auth|key|secret"
+    r"|signature|sig)=)[^&;#]*", re.I)
+
+
 def redact(uri: str) -> str:
-    """Hide credentials in a URL: ``rtsp://user:pw@host/x`` -> ``rtsp://***@host/x``."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return re.sub(r"//[^/@]*@", "//***@", uri)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
-    return uri
+    """Hide credentials in a URL: ``rtsp://user:pw@host/x`` -> ``rtsp://***@host/x``.
+
+    Works on a bare URL or on any text with URLs in it (an error message). Everything from
+    ``://`` up to the *last* ``@`` of the URL goes, so a password with an unescaped ``@``, ``/``
+    or ``:`` never leaks in part (a path containing ``@`` over-redacts: the safe side). Query
+    parameters that cheap cameras use for credentials (``?user=..&pwd=..``) are masked too.
+    Never raises: it runs inside error messages about malformed URLs.
+    """
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", str(uri)))
 
 
 def describe(uri: str) -> str:
@@ -66,28 +90,59 @@ def is_live_uri(uri: str) -> bool:
     return uri.isdigit() or uri.lower().startswith(LIVE_SCHEMES)
 
 
-def _ffmpeg_env() -> None:
-    # Applies to every FFmpeg-backed capture opened after this; keep user settings if present.
-    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS",
-                          "rtsp_transport;tcp|stimeout;5000000|timeout;5000000")
+FFMPEG_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_USER_FFMPEG_OPTIONS = os.environ.get(FFMPEG_ENV)
+
+
+def ffmpeg_options(uri: str, read_timeout_s: float) -> str:
+    """The ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` value for one stream (``key;value|key;value``)."""
+    scheme = uri.split("://", 1)[0].lower()
+    us = str(int(read_timeout_s * 1_000_000))
+    if scheme in ("rtsp", "rtsps"):
+        # TCP: no packet loss (no smeared frames), passes NAT; timeout bounds every socket I/O.
+        return f"rtsp_transport;tcp|timeout;{us}"
+    if scheme in ("http", "https"):
+        return f"timeout;{us}"
+    return ""
+
+
+def _set_ffmpeg_env(uri: str, read_timeout_s: float) -> None:
+    # OpenCV reads the variable at every open, and it is process-wide: set it for this stream
+    # just before opening it (opens of network streams are serialised by the capture thread).
+    if _USER_FFMPEG_OPTIONS is None:
+        os.environ[FFMPEG_ENV] = ffmpeg_options(uri, read_timeout_s)
 
 
 class VideoSource:
-    """A video file, a webcam or a network stream through ``cv2.VideoCapture``."""
+    """A video file, a webcam or a network stream through ``cv2.VideoCapture``.
+
+    Thread contract: ``read``/``open``/``rewind`` are called by one thread at a time; ``close``
+    may come from any thread at any moment (see the module docstring).
+    """
+
+    # Seeking past a corrupt run of a file: steps in frames, then give up (end of stream).
+    RESYNC_STEPS = (1, 2, 4, 8, 16, 32, 64) + (64,) * 40
 
     def __init__(self, uri: str, cfg: SourceConfig):
         self.uri = uri
         self.cfg = cfg
         self.live = is_live_uri(uri)
         self._cap: Optional[cv2.VideoCapture] = None
+        self._lock = threading.Lock()
+        self._gen = 0  # bumped by close(): a call that started before it owns a stale capture
+        self._reading = False
+        self._pending: Optional[np.ndarray] = None  # the good frame found while resyncing
         self._ids = itertools.count()
         self.fps = 0.0
         self.size = (0, 0)
         self.frame_count = 0
+        self.skipped_frames = 0  # corrupt frames of a file skipped by resyncing
 
     def open(self) -> None:
         """Open or reopen. Raises SourceError with a one-line reason."""
         self.close()
+        with self._lock:
+            gen = self._gen
         uri = self.uri
         if uri.isdigit():
             cap = cv2.VideoCapture(int(uri))
@@ -95,26 +150,35 @@ class VideoSource:
                 raise SourceError(f"webcam {uri} cannot be opened (no such device /dev/video{uri} "
                                   "or it is busy)")
         elif self.live:
-            parts = urlsplit(uri)
-            if not parts.hostname:
+            try:
+                host = urlsplit(uri).hostname
+            except ValueError:
+                host = None
+            if not host:
                 raise SourceError(f"source URL {redact(uri)} has no host")
-            _ffmpeg_env()
-            ms = int(self.cfg.open_timeout_s * 1000)
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+            _set_ffmpeg_env(uri, self.cfg.read_timeout_s)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000),
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.cfg.read_timeout_s * 1000)]
             cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
             if not cap.isOpened():
-                raise SourceError(f"cannot open stream {redact(uri)} (unreachable, refused, or "
-                                  f"not a video stream; waited up to {self.cfg.open_timeout_s:g} s)")
+                raise SourceError(f"cannot open stream {redact(uri)} (unreachable, refused, "
+                                  "unauthorized, or not a video stream; waited up to "
+                                  f"{self.cfg.open_timeout_s:g} s)")
         else:
             p = Path(uri)
             if not p.exists():
-                raise SourceError(f"source {uri} does not exist (expected a video file, a folder "
+                raise SourceError(f"source {redact(uri)} does not exist (expected a video file, a folder "
                                   "of images, a webcam index or an rtsp/http URL)")
             cap = cv2.VideoCapture(str(p))
             if not cap.isOpened():
-                raise SourceError(f"source {uri} is not a readable video (unsupported or corrupt)")
-        self._cap = cap
+                raise SourceError(f"source {redact(uri)} is not a readable video (unsupported or "
+                                  "corrupt)")
+        with self._lock:
+            if gen != self._gen:  # closed while we were opening: nobody wants this capture
+                cap.release()
+                raise SourceError(f"open of {redact(uri)} was abandoned (closed meanwhile)")
+            self._cap = cap
+            self._pending = None
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not (0 < self.fps < 1000):
             self.fps = 0.0
@@ -122,22 +186,65 @@ class VideoSource:
         self.frame_count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
 
     def rewind(self) -> bool:
+        self._pending = None
         return bool(self._cap is not None and self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0))
 
     def read(self) -> Frame:
-        if self._cap is None:
+        with self._lock:
+            cap, gen = self._cap, self._gen
+            self._reading = cap is not None
+        if cap is None:
             raise SourceLost("source is not open")
-        ok, image = self._cap.read()
+        try:
+            if self._pending is not None:
+                ok, image, self._pending = True, self._pending, None
+            else:
+                ok, image = cap.read()
+        finally:
+            with self._lock:
+                self._reading = False
+                abandoned = gen != self._gen
+        if abandoned:  # close() came while we were stuck in cv2 and left the release to us
+            cap.release()
+            raise SourceLost(f"{redact(self.uri)} was closed during a read")
         if not ok or image is None:
             if self.live:
                 raise SourceLost(f"no frame from {redact(self.uri)}")
-            raise EndOfStream()
+            self._resync(cap)  # raises EndOfStream at the real end
         return Frame(next(self._ids), time.time(), time.monotonic(), image)
 
+    def _resync(self, cap: cv2.VideoCapture) -> None:
+        """A file read failed. At the end that is the end; in the middle it is corrupt data:
+        seek forward in growing steps to the next decodable frame, keep it for the next read,
+        and report the gap as a FrameError."""
+        pos = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
+        if not self.frame_count or pos >= self.frame_count - 1:
+            raise EndOfStream()
+        target = pos
+        for step in self.RESYNC_STEPS:
+            target += step
+            if target >= self.frame_count:
+                break
+            # A seek decodes from the keyframe before the target; a corrupt keyframe fails too.
+            if cap.set(cv2.CAP_PROP_POS_FRAMES, target):
+                ok, image = cap.read()
+                if ok and image is not None:
+                    self._pending = image
+                    self.skipped_frames += target - pos
+                    raise FrameError(f"frames {pos}..{target - 1} of {self.uri} cannot be decoded; "
+                                     "skipped")
+        log.warning("%s: no decodable frame after frame %d of %d; treating it as the end",
+                    self.uri, pos, self.frame_count)
+        raise EndOfStream()
+
     def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        """Release the capture; never blocks on, and never races, a read stuck in another thread."""
+        with self._lock:
+            cap, self._cap = self._cap, None
+            self._gen += 1
+            in_use = self._reading
+        if cap is not None and not in_use:
+            cap.release()
 
 
 class FolderSource:

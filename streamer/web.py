@@ -75,6 +75,7 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 POOL_WAIT_S = 30.0  # a request waits this long for a free Analyzer before 503 busy
 MAX_MJPEG_CLIENTS = 8  # each viewer holds a server thread for as long as it watches
+IDLE_TIMEOUT_S = 30.0  # socket timeout per connection (idle keep-alive, stalled upload)
 
 
 class ApiError(Exception):
@@ -109,7 +110,11 @@ class AnalyzerPool:
         from .analyze import Analyzer
 
         size = size or getattr(cfg.web, "workers", 0) or min(2, os.cpu_count() or 1)
-        return cls([Analyzer(cfg) for _ in range(size)])
+        analyzers = [Analyzer(cfg) for _ in range(size)]
+        blank = np.full((480, 640, 3), 128, np.uint8)
+        for a in analyzers:  # first inference allocates; pay it now, and prove the nets run
+            a.analyze(blank)
+        return cls(analyzers)
 
     @contextmanager
     def acquire(self, timeout: float = POOL_WAIT_S) -> Iterator:
@@ -212,12 +217,12 @@ class WebState:
     cfg: Config
     pool: Optional[AnalyzerPool]
     decode: Callable
-    pipeline: object = None
-    mjpeg: object = None
-    metrics: WebMetrics = None
-    stop: threading.Event = field(default_factory=threading.Event)
-    in_flight: threading.BoundedSemaphore = None
-    mjpeg_slots: threading.BoundedSemaphore = None
+    pipeline: Optional[object] = None  # a running pipeline.Pipeline (stream --serve)
+    mjpeg: Optional[object] = None  # its output.LatestJpeg
+    metrics: Optional[WebMetrics] = None
+    stop: threading.Event = field(default_factory=threading.Event)  # set by Server.shutdown
+    in_flight: Optional[threading.BoundedSemaphore] = None
+    mjpeg_slots: Optional[threading.BoundedSemaphore] = None
 
 
 def _default_decoder() -> Callable:
@@ -474,7 +479,15 @@ def health_json(st: WebState) -> dict:
 # ---- server ----------------------------------------------------------------------------
 
 class _Handler(WSGIRequestHandler):
-    """werkzeug's handler without its access log: the app logs one richer line per request."""
+    """werkzeug's handler without its access log (the app logs one richer line per request).
+
+    HTTP/1.1 keep-alive saves a TCP handshake per request; ``timeout`` ends connections idle
+    (or stalled mid-upload, or not reading a stream) for that long, so idle clients cannot
+    pin server threads forever.
+    """
+
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_S
 
     def log_request(self, code="-", size="-") -> None:
         pass

@@ -10,10 +10,14 @@ Two halves in one file:
   ``h264parse`` keeps the timestamps increasing. With USER and PASSWORD, Basic auth is
   required, so a test proves that credentials in the URL are really sent (and never shown).
 - ``RtspServer`` is the test-side handle (venv python): start, kill, restart on the same port.
+- ``StreamerProcess`` runs the real CLI (``run.py stream``) against it, as a user would, with
+  its output in files (a pipe nobody drains would block a long run) and the events file read as
+  it grows. The real-process tests (``test_rtsp``, ``test_signals``) share it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,9 +26,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 SYSTEM_PY = "/usr/bin/python3"
 MOUNT = "/cam"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str]) -> int:
@@ -156,6 +162,69 @@ class RtspServer:
         if self.proc is not None and self.proc.poll() is None:
             self.thaw()
         self.kill()
+
+
+class StreamerProcess:
+    """``run.py stream --source SOURCE --events events.jsonl`` in a subprocess."""
+
+    def __init__(self, tmp: Path, source: str, config: dict | None = None, *extra: str):
+        self.tmp = tmp
+        self.events_path = tmp / "events.jsonl"
+        self.summary_path = tmp / "summary.json"
+        self.stdout_path, self.stderr_path = tmp / "stdout.txt", tmp / "stderr.txt"
+        args = [sys.executable, str(ROOT / "run.py"), "stream", "--source", source, "--headless",
+                "--events", str(self.events_path), "--summary-json", str(self.summary_path), *extra]
+        if config:
+            cfg = tmp / "config.yaml"
+            cfg.write_text(json.dumps(config))  # JSON is YAML
+            args[3:3] = ["--config", str(cfg)]
+        with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=err, cwd=ROOT)
+
+    def events(self) -> list[dict]:
+        if not self.events_path.exists():
+            return []
+        lines = self.events_path.read_text().splitlines(keepends=True)
+        return [json.loads(l) for l in lines if l.endswith("\n")]  # skip a half-written last line
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events()]
+
+    def wait_for(self, what: str, cond: Callable[[list[dict]], bool], timeout: float) -> list[dict]:
+        """Poll the events file until ``cond(events)``; fail if the process exits meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            evs = self.events()
+            if cond(evs):
+                return evs
+            if self.proc.poll() is not None:
+                raise AssertionError(f"streamer exited ({self.proc.returncode}) while waiting for "
+                                     f"{what}:\n{self.stderr()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} within {timeout:g} s; events "
+                                     f"{[e['type'] for e in evs]}\n{self.stderr()[-3000:]}")
+            time.sleep(0.05)
+
+    def signal_and_wait(self, sig: int, timeout: float = 10.0) -> float:
+        """Send ``sig``; seconds until the process exited."""
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout)
+        return time.monotonic() - t0
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def summary(self) -> dict:
+        return json.loads(self.summary_path.read_text())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 if __name__ == "__main__":

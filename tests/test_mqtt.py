@@ -253,17 +253,22 @@ def test_every_event_arrives_in_order_across_a_broker_kill_and_restart(broker, t
 
 
 def test_counts_are_retained_and_republished_only_when_they_change(broker, tmp_path):
+    # Latest-value semantics: changes in quick succession may be coalesced into one message,
+    # so each change here waits for the previous one to arrive.
     counts_topic = "site/cam/counts"
     sub = Subscriber(broker.port, [counts_topic])
     sink = MqttSink(make_cfg(broker.url, tmp_path, topic_prefix="site"), "cam")
     em = Emitter(sink)
     try:
+        assert sink.wait_for(lambda s: s.connected, 10)
         em.emit_counts(1)
+        sub.wait(lambda s: len(s.on(counts_topic)) >= 1, 5, "the first counts message")
         em.emit_counts(1)  # unchanged: not republished
         em.emit(3)
-        em.emit_counts(2)
         assert sink.flush(10)
-        sub.wait(lambda s: len(s.on(counts_topic)) >= 2, 5, "two counts messages")
+        em.emit_counts(2)
+        sub.wait(lambda s: len(s.on(counts_topic)) >= 2, 5, "the second counts message")
+        assert sink.flush(10)
         assert [json.loads(m.payload)["lines"]["door"]["in"] for m in sub.on(counts_topic)] == [1, 2]
         assert json.loads(retained(broker.port, counts_topic).payload)["lines"]["door"]["in"] == 2
     finally:
@@ -412,3 +417,57 @@ def test_bad_settings_fail_at_construction_without_leaking_the_password(tmp_path
     with pytest.raises(ConfigError, match=error) as e:
         MqttSink(MqttConfig(enabled=True, spool_dir=str(tmp_path), **kw), "cam")
     assert "hunter2" not in str(e.value)
+
+
+def summary_payload(period_start: str, door_in: int, door_out: int, female_in: int, male_in: int) -> dict:
+    g = {"in": {"male": male_in, "female": female_in, "unknown": door_in - male_in - female_in},
+         "out": {"male": 0, "female": 0, "unknown": door_out}}
+    return {"reason": "interval", "period_start": period_start, "period_end": None, "interval_s": 60.0,
+            "lines": {"door": {"in": door_in, "out": door_out, "by_gender": g, "by_age": {}}},
+            "zones": {}, "people": door_in + door_out,
+            "counts": {"period_start": period_start, "lines": {"door": {"in": door_in, "out": door_out}},
+                       "zones": {}, "people": door_in + door_out}}
+
+
+def test_example_consumer_aggregates_summaries_across_cameras(broker, tmp_path):
+    script = ROOT / "scripts" / "mqtt_table.py"
+    proc = subprocess.Popen([sys.executable, str(script), "--url", broker.url, "--duration", "6",
+                             "--refresh", "0.5", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    sinks: dict[str, MqttSink] = {}
+    try:
+        assert "subscribed" in proc.stderr.readline()
+        t0 = time.time()
+        sinks.update({cam: MqttSink(make_cfg(broker.url, tmp_path / cam), cam) for cam in ("cam1", "cam2")})
+        b1, b2 = EventBuilder("cam1"), EventBuilder("cam2")
+        start = "2026-06-10T00:00:00.000Z"
+        s1 = b1.make("summary", t0, 10, summary_payload(start, 3, 1, 2, 1))
+        sinks["cam1"].emit(s1)
+        sinks["cam1"].emit(s1)  # a re-send: same id
+        sinks["cam2"].emit(b2.make("summary", t0, 10, summary_payload(start, 2, 0, 0, 2)))
+        newer = b1.make("summary", t0 + 1, 20, summary_payload(start, 4, 1, 2, 2))
+        sinks["cam1"].emit(newer)
+        for s in sinks.values():
+            assert s.flush(10)
+        # A stale summary arriving late (e.g. re-sent from a spool after a newer one).
+        pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="late-publisher")
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        late = b1.make("summary", t0 - 60, 5, summary_payload(start, 1, 0, 1, 0))
+        pub.publish("streamer/cam1/events", json.dumps(late.to_dict()), qos=1).wait_for_publish(5)
+        pub.disconnect()
+        pub.loop_stop()
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for s in sinks.values():
+            s.close()
+    last = json.loads(out.strip().splitlines()[-1])
+    rows = {r["camera"]: r for r in last["rows"]}
+    assert (rows["cam1"]["status"], rows["cam1"]["in"], rows["cam1"]["out"]) == ("online", 4, 1), out
+    assert (rows["cam2"]["status"], rows["cam2"]["in"], rows["cam2"]["out"]) == ("online", 2, 0), out
+    total = last["total"]
+    assert (total["in"], total["out"]) == (6, 1)  # 4 + 2 in, 1 out
+    assert (total["in_f"], total["in_m"], total["in_u"]) == (2, 4, 0)  # from the newest summaries
+    assert last["duplicates"] == 1

@@ -1,0 +1,558 @@
+"""People counting on lines and zones: ``update(tracks, attrs, frame) -> list[Event]``.
+
+Contract: call ``update`` once per processed frame with the tracker's output (every track,
+confirmed or not) and the current per-track attributes, ``tick(ts, frame_id)`` often (every
+frame and when idle: periodic summaries, the reset schedule, persistence), ``reset_tracks()``
+at a scene cut or outage (per-track state is forgotten, counts are kept) and
+``finish(ts, frame_id)`` once at the end (final summary, state written).
+
+Geometry. Lines (two points) and zones (a polygon) come from config, in frame pixels or, when
+every coordinate of that line or zone is <= 1, in fractions of the frame width and height
+(resolved against the first frame, so one config fits any resolution).
+
+Direction. Walk from p1 to p2 on the image as if it were a map seen from above: a track
+moving from your right-hand side to your left-hand side goes ``in``, the other way ``out``.
+Concretely (image y points down): a line drawn downwards, ``[[0.5, 0], [0.5, 1]]``, counts
+left-to-right as ``in``; a line drawn rightwards, ``[[0, 0.5], [1, 0.5]]``, counts
+bottom-to-top as ``in``. Swap p1 and p2 to swap in and out.
+
+Crossing rule. Each track's anchor point (box centre, or bottom centre with ``anchor:
+bottom``: better for full bodies, for faces the centre is steadier) has, per line, the side it
+was last *firmly* on: at least ``hysteresis`` x frame diagonal away from the line. A crossing
+is counted when the firm side changes, so a face jittering on the line (inside that band)
+never counts twice, and is then counted once per real crossing. It counts only if
+- the track is confirmed at that moment (tentative tracks update their side but never count:
+  a crossing within the tracker's first ``min_hits`` frames is not counted), and
+- the straight path from the last firm point to the new one cuts the segment p1-p2 itself,
+  not the infinite line through it (walking around the end of a line is not a crossing).
+Only boxes matched to a detection in this frame move a track; motion predictions of a lost
+face never cross a line or leave a zone (the person is counted when seen again).
+Raising ``hysteresis`` suppresses more jitter but misses people who turn back just past the
+line; at 0.02 of a 1280x720 diagonal the band is +-29 px.
+
+Zones. A confirmed, detected track enters a zone when its anchor is inside the polygon and
+leaves when it is outside by more than the hysteresis margin (or the track ends). Occupancy =
+tracks inside now; dwell = time from entering to leaving, reported in the ``zone_exit`` event
+and aggregated (visits, total, mean, max) in summaries.
+
+Events (``make_event(type, ts, frame_id, payload)``; pass ``EventBuilder.make`` to share one
+id sequence with the lifecycle events). Every one carries ``counts`` (the retained MQTT
+counts snapshot: ``period_start``, ``lines`` {name: {in, out}}, ``zones`` {name: occupancy},
+``people``):
+- ``cross``: ``track_id``, ``line``, ``direction``, ``box``, the attributes at that moment
+  (``events.attributes_payload``), ``counts``;
+- ``zone_enter`` / ``zone_exit``: ``track_id``, ``zone``, ``box``, attributes; exit adds
+  ``entered``, ``dwell_s`` and ``reason`` (``left`` | ``lost`` | ``tracks_reset``);
+- ``summary``: cumulative since ``period_start`` (the last reset), with ``reason``: ``start``
+  (first tick of a run and first tick of a new period), ``interval`` (every
+  ``summary_interval_s``; 0 disables only these), ``reset`` (closes a period, with
+  ``period_end``), ``final`` (end of run). Per line: in/out, ``by_gender`` and ``by_age``
+  (bins from ``age_bins``; attributes not known at the crossing count as ``unknown``; a later
+  better guess does not revise a count). Per zone: occupancy, who is inside and for how long,
+  visits and dwell statistics. ``people``: confirmed tracks seen (unique within a run; a
+  person lost and re-acquired as a new track counts again).
+
+Persistence and reset. Counters live in ``<state_dir>/counts-<camera>.json``, written
+atomically (temp file, fsync, ``os.replace``) when they change, at most once a second, on a
+reset and at finish; a restart continues from them. ``reset: daily@HH:MM`` zeroes them at that
+local time; a counter that was down over that time starts from zero (its period began at the
+missed reset). ``never`` keeps counting forever. The clock is injectable for tests.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable, Optional
+
+from .config import CountingConfig
+from .errors import ConfigError
+from .events import EventBuilder, attributes_payload
+from .timefmt import iso_ms
+from .types import Attributes, Event, Frame, Point, Track
+
+log = logging.getLogger(__name__)
+
+STATE_SCHEMA = "streamer.counting-state/1"
+GENDERS = ("male", "female", "unknown")
+DIRECTIONS = ("in", "out")
+PERSIST_MIN_INTERVAL_S = 1.0
+
+
+# ---- geometry (pure functions, pixels) -----------------------------------------------------
+
+def _cross(o: Point, a: Point, b: Point) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def _seg_dist(p: Point, a: Point, b: Point) -> float:
+    ax, ay = b[0] - a[0], b[1] - a[1]
+    L2 = ax * ax + ay * ay
+    t = 0.0 if L2 == 0 else max(0.0, min(1.0, ((p[0] - a[0]) * ax + (p[1] - a[1]) * ay) / L2))
+    return math.hypot(p[0] - a[0] - t * ax, p[1] - a[1] - t * ay)
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    p1: Point
+    p2: Point
+
+    def signed(self, p: Point) -> float:
+        """Signed distance in pixels; an ``in`` crossing goes from > 0 to < 0."""
+        return _cross(self.p1, self.p2, p) / math.dist(self.p1, self.p2)
+
+    def cuts(self, a: Point, b: Point) -> bool:
+        """Does the path a -> b (on opposite sides) cross the line within p1-p2?"""
+        da, db = self.signed(a), self.signed(b)
+        if da == db:
+            return False
+        k = da / (da - db)
+        x = (a[0] + k * (b[0] - a[0]), a[1] + k * (b[1] - a[1]))
+        dx, dy = self.p2[0] - self.p1[0], self.p2[1] - self.p1[1]
+        t = ((x[0] - self.p1[0]) * dx + (x[1] - self.p1[1]) * dy) / (dx * dx + dy * dy)
+        return 0.0 <= t <= 1.0
+
+
+@dataclass(frozen=True)
+class Polygon:
+    name: str
+    points: tuple[Point, ...]
+
+    def contains(self, p: Point) -> bool:
+        inside, pts = False, self.points
+        for i in range(len(pts)):
+            (x1, y1), (x2, y2) = pts[i - 1], pts[i]
+            if (y1 > p[1]) != (y2 > p[1]) and p[0] < x1 + (p[1] - y1) * (x2 - x1) / (y2 - y1):
+                inside = not inside
+        return inside
+
+    def distance(self, p: Point) -> float:
+        return min(_seg_dist(p, self.points[i - 1], self.points[i]) for i in range(len(self.points)))
+
+
+def _is_fraction(points: list) -> bool:
+    return all(v <= 1 for p in points for v in p)
+
+
+def _resolve(points: list, size: tuple[int, int]) -> tuple[Point, ...]:
+    """Fractions (every coordinate <= 1) scale by the frame size; pixels pass through."""
+    pts = [(float(x), float(y)) for x, y in points]
+    if _is_fraction(pts):
+        return tuple((x * size[0], y * size[1]) for x, y in pts)
+    return tuple(pts)
+
+
+def _check_geometry(cfg: CountingConfig) -> None:
+    for kind, items in (("lines", cfg.lines), ("zones", cfg.zones)):
+        names = set()
+        for i, it in enumerate(items):
+            key = f"counting.{kind}[{i}]"
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                       for p in it.points for v in p):
+                raise ConfigError(f"{key}.points: expected numbers, got {it.points!r}")
+            if it.name in names:
+                raise ConfigError(f"{key}.name: duplicate name {it.name!r}")
+            names.add(it.name)
+            pts = _resolve(it.points, (1000, 1000))
+            if kind == "lines" and pts[0] == pts[1]:
+                raise ConfigError(f"{key}.points: the two points are the same ({it.points!r})")
+            if kind == "zones":
+                area = sum(_cross((0, 0), pts[j - 1], pts[j]) for j in range(len(pts)))
+                if abs(area) < 1e-9:
+                    raise ConfigError(f"{key}.points: the polygon has no area ({it.points!r})")
+
+
+def parse_reset(spec: str) -> Optional[tuple[int, int]]:
+    """``daily@HH:MM`` -> (hour, minute); ``never`` -> None."""
+    if spec == "never":
+        return None
+    try:
+        hh, mm = spec.removeprefix("daily@").split(":")
+        h, m = int(hh), int(mm)
+        if spec.startswith("daily@") and 0 <= h < 24 and 0 <= m < 60:
+            return h, m
+    except ValueError:
+        pass
+    raise ConfigError(f"counting.reset: expected never or daily@HH:MM (00:00-23:59), got {spec!r}")
+
+
+def last_reset(now: float, at: tuple[int, int]) -> float:
+    """The most recent local time ``at`` (hour, minute) at or before ``now``."""
+    d = datetime.fromtimestamp(now)
+    b = d.replace(hour=at[0], minute=at[1], second=0, microsecond=0)
+    if b > d:
+        b -= timedelta(days=1)
+    return b.timestamp()
+
+
+def age_labels(bins: list) -> list[str]:
+    """``[13, 18, 65]`` -> ``["0-12", "13-17", "18-64", "65+"]``."""
+    edges = [int(b) if float(b).is_integer() else b for b in bins]
+    out, lo = [], 0
+    for e in edges:
+        out.append(f"{lo}-{e - 1}" if isinstance(e, int) else f"{lo}-<{e}")
+        lo = e
+    out.append(f"{lo}+")
+    return out
+
+
+# ---- state ---------------------------------------------------------------------------------
+
+@dataclass
+class _LineTotals:
+    inn: int = 0
+    out: int = 0
+    by_gender: dict = field(default_factory=dict)  # direction -> {label: n}
+    by_age: dict = field(default_factory=dict)
+
+
+@dataclass
+class _ZoneTotals:
+    visits: int = 0
+    dwell_total_s: float = 0.0
+    dwell_max_s: float = 0.0
+
+
+@dataclass
+class _TrackState:
+    sides: dict = field(default_factory=dict)  # line -> (side, last firm point)
+    zones: dict = field(default_factory=dict)  # zone -> enter ts
+    last_ts: float = 0.0
+    last_box: tuple = (0, 0, 0, 0)
+    attrs: Optional[Attributes] = None  # kept: the processor drops a lost track's attributes
+
+
+class Counter:
+    def __init__(self, cfg: CountingConfig, camera: str,
+                 make_event: Optional[Callable[[str, float, int, dict], Event]] = None,
+                 clock: Callable[[], float] = time.time):
+        _check_geometry(cfg)
+        self.cfg = cfg
+        self.camera = camera
+        self.make_event = make_event or EventBuilder(camera).make
+        self.clock = clock
+        self._reset_at = parse_reset(cfg.reset)
+        self._age_bins = [float(b) for b in cfg.age_bins]
+        self._age_labels = age_labels(cfg.age_bins) + ["unknown"]
+        self.path = Path(cfg.state_dir) / f"counts-{camera}.json"
+        self._size: Optional[tuple[int, int]] = None
+        self._lines: tuple[Segment, ...] = ()
+        self._zones: tuple[Polygon, ...] = ()
+        self._margin = 0.0
+        self._tracks: dict[int, _TrackState] = {}
+        self._seen: set[int] = set()  # confirmed track ids of this run
+        self._queued: list[Event] = []  # zone exits from reset_tracks, emitted on the next call
+        self._last_ts = 0.0
+        self._last_frame = -1
+        self._started = False
+        self._last_summary = 0.0
+        self._dirty = False
+        self._last_write = -1e18
+        self._write_errors = 0
+        self._zero(clock())
+        self._load()
+
+    # ---- totals ----------------------------------------------------------------------------
+    def _zero(self, period_start: float) -> None:
+        self._period_start = period_start
+        self._people = 0
+        self._totals = {ln.name: self._empty_line() for ln in self.cfg.lines}
+        self._zone_totals = {z.name: _ZoneTotals() for z in self.cfg.zones}
+
+    def _empty_line(self) -> _LineTotals:
+        return _LineTotals(by_gender={d: dict.fromkeys(GENDERS, 0) for d in DIRECTIONS},
+                           by_age={d: dict.fromkeys(self._age_labels, 0) for d in DIRECTIONS})
+
+    def counts(self) -> dict:
+        """``{line: {"in": n, "out": n}}`` (overlay and stats)."""
+        return {k: {"in": v.inn, "out": v.out} for k, v in self._totals.items()}
+
+    def snapshot(self) -> dict:
+        """The ``counts`` object every counting event carries (the retained MQTT counts)."""
+        occ = dict.fromkeys(self._zone_totals, 0)
+        for st in self._tracks.values():
+            for z in st.zones:
+                occ[z] += 1
+        return {"period_start": iso_ms(self._period_start), "lines": self.counts(),
+                "zones": occ, "people": self._people}
+
+    # ---- geometry --------------------------------------------------------------------------
+    def _geometry(self, size: tuple[int, int]) -> None:
+        if size == self._size:
+            return
+        if self._size is not None:
+            log.info("frame size changed %s -> %s: counting geometry re-resolved", self._size, size)
+            self._forget_tracks()
+        self._size = size
+        self._lines = tuple(Segment(ln.name, *_resolve(ln.points, size)) for ln in self.cfg.lines)
+        self._zones = tuple(Polygon(z.name, _resolve(z.points, size)) for z in self.cfg.zones)
+        self._margin = self.cfg.hysteresis * math.hypot(*size)
+
+    def draw_lines(self, size: tuple[int, int]) -> list[tuple[Point, Point, str]]:
+        """Lines and zone outlines in pixels for the overlay. Fractional geometry needs the
+        frame size; with (0, 0) (a folder before its first image) it is left out."""
+        known = size[0] > 0 and size[1] > 0
+        out: list[tuple[Point, Point, str]] = []
+        for ln in self.cfg.lines:
+            if known or not _is_fraction(ln.points):
+                p1, p2 = _resolve(ln.points, size)
+                out.append((p1, p2, ln.name))
+        for z in self.cfg.zones:
+            if known or not _is_fraction(z.points):
+                pts = _resolve(z.points, size)
+                out += [(pts[i], pts[(i + 1) % len(pts)], z.name if i == 0 else "")
+                        for i in range(len(pts))]
+        return out
+
+    def _anchor(self, box) -> Point:
+        x1, y1, x2, y2 = box
+        return ((x1 + x2) / 2, y2 if self.cfg.anchor == "bottom" else (y1 + y2) / 2)
+
+    # ---- per frame -------------------------------------------------------------------------
+    def update(self, tracks: list[Track], attrs: dict[int, Attributes], frame: Frame) -> list[Event]:
+        h, w = frame.image.shape[:2]
+        self._geometry((w, h))
+        ts, fid = frame.ts, frame.id
+        self._last_ts, self._last_frame = ts, fid
+        out = self._drain() + self._maybe_reset(ts, fid)
+        alive = set()
+        for t in tracks:
+            alive.add(t.id)
+            st = self._tracks.setdefault(t.id, _TrackState())
+            if t.confirmed and t.id not in self._seen:
+                self._seen.add(t.id)
+                self._people += 1
+                self._dirty = True
+            st.attrs = attrs.get(t.id, st.attrs)
+            if not t.detected:
+                continue
+            st.last_ts, st.last_box = ts, t.box
+            p = self._anchor(t.box)
+            for ln in self._lines:
+                out += self._line_step(ln, st, t, p, st.attrs, ts, fid)
+            if t.confirmed:
+                for z in self._zones:
+                    out += self._zone_step(z, st, t, p, st.attrs, ts, fid)
+        for tid in [i for i in self._tracks if i not in alive]:
+            out += self._exit_all(tid, self._tracks.pop(tid), "lost")
+        return out
+
+    def _line_step(self, ln: Segment, st: _TrackState, t: Track, p: Point,
+                   a: Optional[Attributes], ts: float, fid: int) -> list[Event]:
+        d = ln.signed(p)
+        side = 1 if d > self._margin else -1 if d < -self._margin else 0
+        if side == 0:
+            return []  # inside the band: not firmly anywhere
+        prev = st.sides.get(ln.name)
+        st.sides[ln.name] = (side, p)
+        if prev is None or prev[0] == side or not t.confirmed or not ln.cuts(prev[1], p):
+            return []
+        direction = "in" if prev[0] > 0 else "out"
+        tot = self._totals[ln.name]
+        if direction == "in":
+            tot.inn += 1
+        else:
+            tot.out += 1
+        tot.by_gender[direction][self._gender(a)] += 1
+        tot.by_age[direction][self._age(a)] += 1
+        self._dirty = True
+        return [self.make_event("cross", ts, fid, {
+            "track_id": t.id, "line": ln.name, "direction": direction, "box": _ibox(t.box),
+            **attributes_payload(a), "counts": self.snapshot()})]
+
+    def _zone_step(self, z: Polygon, st: _TrackState, t: Track, p: Point,
+                   a: Optional[Attributes], ts: float, fid: int) -> list[Event]:
+        if z.name not in st.zones:
+            if not z.contains(p):
+                return []
+            st.zones[z.name] = ts
+            return [self.make_event("zone_enter", ts, fid, {
+                "track_id": t.id, "zone": z.name, "box": _ibox(t.box), **attributes_payload(a),
+                "counts": self.snapshot()})]
+        if z.contains(p) or z.distance(p) <= self._margin:
+            return []
+        return [self._exit(t.id, st, z.name, ts, fid, "left", a)]
+
+    def _exit(self, tid: int, st: _TrackState, zone: str, ts: float, fid: int, reason: str,
+              a: Optional[Attributes]) -> Event:
+        entered = st.zones.pop(zone)
+        dwell = max(0.0, ts - entered)
+        zt = self._zone_totals[zone]
+        zt.visits += 1
+        zt.dwell_total_s += dwell
+        zt.dwell_max_s = max(zt.dwell_max_s, dwell)
+        self._dirty = True
+        return self.make_event("zone_exit", ts, fid, {
+            "track_id": tid, "zone": zone, "box": _ibox(st.last_box), **attributes_payload(a),
+            "entered": iso_ms(entered), "dwell_s": round(dwell, 3), "reason": reason,
+            "counts": self.snapshot()})
+
+    def _exit_all(self, tid: int, st: _TrackState, reason: str) -> list[Event]:
+        return [self._exit(tid, st, z, st.last_ts, self._last_frame, reason, st.attrs)
+                for z in list(st.zones)]
+
+    def _gender(self, a: Optional[Attributes]) -> str:
+        return a.gender if a is not None and a.gender in GENDERS else "unknown"
+
+    def _age(self, a: Optional[Attributes]) -> str:
+        if a is None or a.age is None:
+            return "unknown"
+        return self._age_labels[bisect.bisect_right(self._age_bins, a.age)]
+
+    def _forget_tracks(self) -> None:
+        for tid, st in self._tracks.items():
+            self._queued += self._exit_all(tid, st, "tracks_reset")
+        self._tracks.clear()
+        self._seen.clear()  # a reset tracker may hand out the same ids to new people
+
+    def reset_tracks(self) -> None:
+        """Scene cut / outage: forget which side of each line every track was on (a new track
+        must re-establish its side before it can count); close zone visits. Counts stay."""
+        self._forget_tracks()
+
+    def _drain(self) -> list[Event]:
+        out, self._queued = self._queued, []
+        return out
+
+    # ---- time-driven -----------------------------------------------------------------------
+    def tick(self, ts: float, frame_id: int) -> list[Event]:
+        """Summaries, the reset schedule and persistence; cheap enough for every frame."""
+        self._last_ts = max(self._last_ts, ts)
+        out = self._drain() + self._maybe_reset(ts, frame_id)
+        if not self._started:
+            self._started = True
+            self._last_summary = ts
+            out.append(self._summary("start", ts, frame_id))
+        elif self.cfg.summary_interval_s > 0 and ts - self._last_summary >= self.cfg.summary_interval_s:
+            self._last_summary = ts
+            out.append(self._summary("interval", ts, frame_id))
+        self._maybe_persist()
+        return out
+
+    def finish(self, ts: float, frame_id: int) -> list[Event]:
+        out = self._drain() + self._maybe_reset(ts, frame_id)
+        out.append(self._summary("final", ts, frame_id))
+        self._persist()
+        return out
+
+    def _maybe_reset(self, ts: float, frame_id: int) -> list[Event]:
+        if self._reset_at is None:
+            return []
+        boundary = last_reset(self.clock(), self._reset_at)
+        if self._period_start >= boundary:
+            return []
+        closing = self._summary("reset", ts, frame_id, period_end=boundary)
+        log.info("counters reset at %s (%s)", iso_ms(boundary), self.cfg.reset)
+        self._zero(boundary)
+        # People inside zones now are still inside, but their visit belongs to the new period
+        # from now on; unique people restart from those present.
+        self._seen = {tid for tid in self._seen if tid in self._tracks}
+        self._people = len(self._seen)
+        self._persist()
+        self._last_summary = ts
+        return [closing, self._summary("start", ts, frame_id)]
+
+    def _summary(self, reason: str, ts: float, frame_id: int, period_end: Optional[float] = None) -> Event:
+        lines = {}
+        for name, t in self._totals.items():
+            lines[name] = {"in": t.inn, "out": t.out,
+                           "by_gender": {d: dict(t.by_gender[d]) for d in DIRECTIONS},
+                           "by_age": {d: dict(t.by_age[d]) for d in DIRECTIONS}}
+        snap = self.snapshot()
+        zones = {}
+        for name, zt in self._zone_totals.items():
+            inside = [{"track_id": tid, "dwell_s": round(max(0.0, ts - st.zones[name]), 3)}
+                      for tid, st in self._tracks.items() if name in st.zones]
+            zones[name] = {"occupancy": snap["zones"][name], "inside": inside, "visits": zt.visits,
+                           "dwell_total_s": round(zt.dwell_total_s, 3),
+                           "dwell_mean_s": round(zt.dwell_total_s / zt.visits, 3) if zt.visits else None,
+                           "dwell_max_s": round(zt.dwell_max_s, 3)}
+        return self.make_event("summary", ts, frame_id, {
+            "reason": reason, "period_start": iso_ms(self._period_start),
+            "period_end": iso_ms(period_end) if period_end is not None else None,
+            "interval_s": self.cfg.summary_interval_s, "lines": lines, "zones": zones,
+            "people": self._people, "counts": snap})
+
+    # ---- persistence -----------------------------------------------------------------------
+    def _maybe_persist(self) -> None:
+        if self._dirty:
+            now = self.clock()
+            # A clock stepped backwards (NTP) must not stop the writes.
+            if now - self._last_write >= PERSIST_MIN_INTERVAL_S or now < self._last_write:
+                self._persist()
+
+    def _persist(self) -> None:
+        state = {"schema": STATE_SCHEMA, "camera": self.camera, "period_start": self._period_start,
+                 "saved_at": self.clock(), "people": self._people,
+                 "lines": {k: {"in": v.inn, "out": v.out, "by_gender": v.by_gender, "by_age": v.by_age}
+                           for k, v in self._totals.items()},
+                 "zones": {k: vars(v) for k, v in self._zone_totals.items()}}
+        self._last_write = state["saved_at"]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(state, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            self._dirty = False
+        except OSError as e:  # disk full / read-only: keep counting in memory, say so
+            self._write_errors += 1
+            if self._write_errors == 1 or self._write_errors % 100 == 0:
+                log.error("counting state %s cannot be written (%d failures): %s",
+                          self.path, self._write_errors, e)
+
+    def _load(self) -> None:
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or state.get("schema") != STATE_SCHEMA:
+                raise ValueError(f"not a {STATE_SCHEMA} file")
+            period_start = float(state["period_start"])
+            people = int(state.get("people", 0))
+            lines = state.get("lines", {})
+            zones = state.get("zones", {})
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            aside = self.path.with_name(f"{self.path.name}.bad-{int(self.clock())}")
+            log.warning("counting state %s unreadable (%s); starting from zero, kept as %s",
+                        self.path, e, aside.name)
+            try:
+                os.replace(self.path, aside)
+            except OSError:
+                pass
+            return
+        if self._reset_at is not None and period_start < last_reset(self.clock(), self._reset_at):
+            log.info("counters in %s are from before the last reset (%s): starting from zero",
+                     self.path, self.cfg.reset)
+            self._zero(last_reset(self.clock(), self._reset_at))
+            self._dirty = True
+            return
+        self._period_start, self._people = period_start, people
+        for name, t in self._totals.items():
+            s = lines.get(name) or {}
+            t.inn, t.out = int(s.get("in", 0)), int(s.get("out", 0))
+            for key, dst in (("by_gender", t.by_gender), ("by_age", t.by_age)):
+                for d in DIRECTIONS:
+                    src = (s.get(key) or {}).get(d) or {}
+                    for label in dst[d]:
+                        dst[d][label] = int(src.get(label, 0))
+        for name, zt in self._zone_totals.items():
+            s = zones.get(name) or {}
+            zt.visits = int(s.get("visits", 0))
+            zt.dwell_total_s = float(s.get("dwell_total_s", 0.0))
+            zt.dwell_max_s = float(s.get("dwell_max_s", 0.0))
+        log.info("counters restored from %s (since %s)", self.path, iso_ms(period_start))
+
+
+def _ibox(box) -> list[int]:
+    return [int(round(v)) for v in box]
