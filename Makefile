@@ -15,7 +15,7 @@ all: demo
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/.installed
@@ -38,7 +38,8 @@ test: models system
 $(VENV)-cv4/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)-cv4
 	$(VENV)-cv4/bin/pip install -q --upgrade pip
-	$(VENV)-cv4/bin/pip install -q -r requirements-dev.txt "opencv-python==4.14.0.94"
+	grep -v '^opencv-python' requirements.txt > $(VENV)-cv4/requirements-cv4.txt
+	$(VENV)-cv4/bin/pip install -q -r $(VENV)-cv4/requirements-cv4.txt -r requirements-dev.txt "opencv-python==4.14.0.94"
 	touch $@
 
 test-cv4: models $(VENV)-cv4/.installed

@@ -139,8 +139,17 @@ def latency(client: Client, body: bytes, path: str, n: int) -> dict:
             "faces": sorted(faces), "server_ms_p50": breakdown}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(host: str, port: int, token: str | None, body: bytes, path: str, clients: int,
-               seconds: float) -> dict:
+               seconds: float, server_pid: int | None = None) -> dict:
     stop = threading.Event()
     counts = [0] * clients
     errors = [0] * clients
@@ -161,6 +170,8 @@ def throughput(host: str, port: int, token: str | None, body: bytes, path: str, 
                 errors[i] += 1
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(clients)]
+    cpu0 = cpu_seconds(server_pid) if server_pid else None
+    own0 = time.process_time()
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -169,10 +180,17 @@ def throughput(host: str, port: int, token: str | None, body: bytes, path: str, 
     for t in threads:
         t.join(60)
     wall = time.perf_counter() - t0
+    own = time.process_time() - own0
+    cpu1 = cpu_seconds(server_pid) if server_pid else None
     all_ms = [x for xs in lat for x in xs]
+    n = max(1, sum(counts) + sum(errors))
     return {"clients": clients, "seconds": round(wall, 1), "ok": sum(counts), "errors": sum(errors),
             "rps": round(sum(counts) / wall, 1), "p50_ms": round(pct(all_ms, 50), 1) if all_ms else None,
-            "p95_ms": round(pct(all_ms, 95), 1) if all_ms else None}
+            "p95_ms": round(pct(all_ms, 95), 1) if all_ms else None,
+            # CPU per request is what load elsewhere on the machine does not inflate much:
+            # 2 cores / (server + client CPU per request) bounds requests/s on an idle machine.
+            "server_cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / n, 1) if cpu0 is not None else None,
+            "client_cpu_ms_per_request": round(own * 1000 / n, 1)}
 
 
 def main() -> int:
@@ -208,8 +226,9 @@ def main() -> int:
                 sys.exit(f"error: warm-up request failed: {status} {data[:200]!r}")
         lat_ann = latency(warm, body, "/analyze", a.n)
         lat_json = latency(warm, body, "/analyze?annotate=0", a.n)
-        thr_ann = throughput(host, port, a.token, body, "/analyze", a.clients, a.seconds)
-        thr_json = throughput(host, port, a.token, body, "/analyze?annotate=0", a.clients, a.seconds)
+        pid = proc.pid if proc is not None else None
+        thr_ann = throughput(host, port, a.token, body, "/analyze", a.clients, a.seconds, pid)
+        thr_json = throughput(host, port, a.token, body, "/analyze?annotate=0", a.clients, a.seconds, pid)
     finally:
         if proc is not None:
             proc.terminate()
@@ -241,6 +260,11 @@ def main() -> int:
     print(f"| requests/s, {a.clients} clients | {thr_ann['rps']} | {thr_json['rps']} | >= {GOAL_RPS:.0f} |")
     print(f"| p50 / p95 under load | {thr_ann['p50_ms']} / {thr_ann['p95_ms']} ms | "
           f"{thr_json['p50_ms']} / {thr_json['p95_ms']} ms | |")
+    if thr_ann["server_cpu_ms_per_request"] is not None:
+        print(f"| server CPU per request | {thr_ann['server_cpu_ms_per_request']} ms | "
+              f"{thr_json['server_cpu_ms_per_request']} ms | |")
+    print(f"| client CPU per request | {thr_ann['client_cpu_ms_per_request']} ms | "
+          f"{thr_json['client_cpu_ms_per_request']} ms | |")
     print(f"| errors | {lat_ann['errors'] + thr_ann['errors']} | {lat_json['errors'] + thr_json['errors']} | 0 |")
     print(f"\nServer-side p50 (annotated): decode {b.get('decode')} ms, wait for analyzer "
           f"{b.get('queue')} ms, detect {b.get('detect')} ms, attributes {b.get('attributes')} ms, "

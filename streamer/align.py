@@ -18,9 +18,9 @@ maps the chip rectangle's corners onto pixel centres 0 and ``size - 1``.
 the same way against res10 SSD boxes (4% spread in scale, no rotation correction), so
 those chips are coarser.
 
-Chips are sampled like dlib's: halve the face region with ``pyrDown`` while the image is more
-than 2x larger than the chip, then bilinear-warp; a plain bilinear warp of a 200 px face into
-32 px would alias. Only a crop around the face is pyramided, so a 1080p frame costs the same
+Chips are sampled exactly as dlib's ``extract_image_chip`` samples them (``warp_chip``): the
+nets are sensitive to it (an OpenCV pyrDown + warpAffine approximation cost 1.6 points of
+gender accuracy). Only a crop around the face is pyramided, so a 1080p frame costs the same
 as a small one. Pixels outside the frame are black, as dlib's were in training.
 """
 
@@ -107,34 +107,127 @@ def box_transform(box: Box, size: int, padding: float = CHIP_PADDING) -> np.ndar
     return np.array([[s, 0.0, (size - 1) / 2 - s * cx], [0.0, s, (size - 1) / 2 - s * cy]])
 
 
+def _down(rect):
+    # dlib's pyramid_down<2>::point_down, (x, y) -> (x/2 - 1.25, y/2 - 0.75), on a rect's corners.
+    l, t, r, b = rect
+    return (l / 2 - 1.25, t / 2 - 0.75, r / 2 - 1.25, b / 2 - 0.75)
+
+
+def _area(rect) -> float:
+    l, t, r, b = rect
+    return max(0.0, r - l) * max(0.0, b - t)
+
+
+_TAPS = np.array([1, 4, 6, 4, 1], np.float32)
+_ONE = np.array([1], np.float32)
+
+
+def _pyr_down(img: np.ndarray) -> np.ndarray:
+    """dlib's pyramid_down<2>: 5x5 [1 4 6 4 1]^2 filter, every other pixel, floor(sum / 256).
+
+    Output pixel (r, c) is centred on input (2r + 2, 2c + 2) and the output is
+    ((h - 3) / 2) x ((w - 3) / 2): not cv2.pyrDown's centring, size or rounding.
+    """
+    h, w = img.shape[:2]
+    rows = cv2.sepFilter2D(img, cv2.CV_32F, _TAPS, _ONE, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+    rows = np.ascontiguousarray(rows[:, 0:2 * ((w - 3) // 2):2])
+    both = cv2.sepFilter2D(rows, cv2.CV_32F, _ONE, _TAPS, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+    # Sums are integers below 2^16, exact in float32, so the floor matches dlib's integer division.
+    return np.floor(both[0:2 * ((h - 3) // 2):2] * np.float32(1 / 256)).astype(np.uint8)
+
+
+_GRIDS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _bilinear(img: np.ndarray, A: np.ndarray, size: int) -> np.ndarray:
+    """dlib's transform_image + interpolate_bilinear: chip pixel (x, y) samples ``A @ (x, y, 1)``,
+    truncates to uint8, and is 0 unless all four neighbours are inside the image.
+
+    Computed in double precision in dlib's order of operations, so the truncation lands on
+    the same integer as dlib's (cv2.warpAffine rounds and snaps positions to 1/32 px).
+    """
+    if size not in _GRIDS:
+        ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+        _GRIDS[size] = (xs.ravel(), ys.ravel())
+    xs, ys = _GRIDS[size]
+    px = A[0, 0] * xs + A[0, 1] * ys + A[0, 2]
+    py = A[1, 0] * xs + A[1, 1] * ys + A[1, 2]
+    x0, y0 = np.floor(px), np.floor(py)
+    h, w = img.shape[:2]
+    ok = (x0 >= 0) & (y0 >= 0) & (x0 + 1 < w) & (y0 + 1 < h)
+    shape = (size, size) + img.shape[2:]
+    if h < 2 or w < 2 or not ok.any():
+        return np.zeros(shape, np.uint8)
+    i00 = (np.clip(y0, 0, h - 2).astype(np.intp) * w + np.clip(x0, 0, w - 2).astype(np.intp))
+    flat = img.reshape(h * w, -1)
+    fx, fy = (px - x0)[:, None], (py - y0)[:, None]
+    tl, tr, bl, br = flat[i00], flat[i00 + 1], flat[i00 + w], flat[i00 + w + 1]
+    v = (1 - fy) * ((1 - fx) * tl + fx * tr) + fy * ((1 - fx) * bl + fx * br)
+    out = np.floor(v).astype(np.uint8)
+    out[~ok] = 0
+    return out.reshape(shape)
+
+
+def _rotate(centre: np.ndarray, p, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    d = np.asarray(p, np.float64) - centre
+    return np.array([c * d[0] - s * d[1], s * d[0] + c * d[1]]) + centre
+
+
+def chip_details(M: np.ndarray, size: int) -> tuple[tuple[float, float, float, float], float]:
+    """dlib's ``chip_details`` (rect in the image, angle) equivalent to image->chip ``M``.
+
+    dlib maps the rect's corners onto chip pixels 0 and size - 1, rotated about its centre.
+    """
+    Minv = cv2.invertAffineTransform(np.asarray(M, np.float64))
+    c = Minv @ np.array([(size - 1) / 2, (size - 1) / 2, 1.0])
+    angle = float(np.arctan2(Minv[1, 0], Minv[0, 0]))
+    half = float(np.hypot(Minv[0, 0], Minv[1, 0])) * (size - 1) / 2
+    return (c[0] - half, c[1] - half, c[0] + half, c[1] + half), angle
+
+
 def warp_chip(image: np.ndarray, M: np.ndarray, size: int) -> np.ndarray:
-    """Sample a ``size`` x ``size`` chip through ``M`` (image -> chip), anti-aliased like dlib."""
-    M = np.asarray(M, dtype=np.float64)
-    scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))  # chip px per image px
-    Minv = cv2.invertAffineTransform(M)
-    corners = np.array([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1], [size - 1, size - 1, 1]], float)
-    foot = corners @ Minv.T
-    levels = 0
-    while 1.0 / (scale * 2 ** levels) > 2.0:
-        levels += 1
-    margin = 2 * 2 ** levels + 2  # pyrDown's 5-tap kernel needs this much context at each level
+    """The ``size`` x ``size`` chip through ``M`` (image -> chip), sampled exactly as dlib's
+    ``extract_image_chip`` samples it (same bytes for the same transform; checked against
+    dlib 20.0.1 on the 299 UTKFace dev faces and in tests/test_attributes.py).
+
+    The nets were trained on these chips, quirks included: a crop grown around the chip, a
+    [1 4 6 4 1] pyramid with flooring and a quarter-pixel offset in its coordinate mapping,
+    halving until the chip is at most 2x smaller than the level, then truncating bilinear
+    sampling with black outside the frame. Against an OpenCV pyrDown + warpAffine
+    approximation this measured gender log-loss 0.273 vs 0.290 and accuracy 0.889 vs 0.872
+    (flip-averaged, UTKFace dev, YuNet alignment); age MAE unchanged (7.12 vs 7.08).
+    Only the crop around the face is pyramided, so frame size does not matter.
+    """
+    rect, angle = chip_details(M, size)
     h, w = image.shape[:2]
-    x0 = int(max(0, np.floor(foot[:, 0].min()) - margin))
-    y0 = int(max(0, np.floor(foot[:, 1].min()) - margin))
-    x1 = int(min(w, np.ceil(foot[:, 0].max()) + margin + 1))
-    y1 = int(min(h, np.ceil(foot[:, 1].max()) + margin + 1))
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return np.zeros((size, size) + image.shape[2:], image.dtype)
-    crop = image[y0:y1, x0:x1]
-    Mc = M.copy()
-    Mc[:, 2] += M[:, :2] @ np.array([x0, y0], float)
-    for _ in range(levels):
-        if min(crop.shape[:2]) < 2:
-            break
-        crop = cv2.pyrDown(crop)  # output pixel i sits on input pixel 2i
-        Mc[:, :2] *= 2.0
-    return cv2.warpAffine(crop, Mc, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    n2 = size * size
+    depth, grow, r = 0, 2.0, _down(rect)
+    while _area(r) > n2:
+        r, depth, grow = _down(r), depth + 1, grow * 2 + 2
+    l, t, rr, b = rect
+    centre = np.array([(l + rr) / 2, (t + b) / 2])
+    corners = np.array([_rotate(centre, p, angle) for p in ((l, t), (rr, t), (l, b), (rr, b))])
+    box = [max(corners[:, 0].min() - grow, 0.0), max(corners[:, 1].min() - grow, 0.0),
+           min(corners[:, 0].max() + grow, w - 1.0), min(corners[:, 1].max() + grow, h - 1.0)]
+    bx0, by0, bx1, by1 = (int(np.floor(v + 0.5)) for v in box)
+    blank = np.zeros((size, size) + image.shape[2:], np.uint8)
+    if bx1 < bx0 or by1 < by0:
+        return blank
+    level = image[by0:by1 + 1, bx0:bx1 + 1]
+    for _ in range(depth):
+        if min(level.shape[:2]) <= 8:  # dlib's pyramid gives up on tiny images
+            return blank
+        level = _pyr_down(level)
+    r = (l - bx0, t - by0, rr - bx0, b - by0)
+    for _ in range(depth):
+        r = _down(r)
+    l, t, rr, b = r
+    centre = np.array([(l + rr) / 2, (t + b) / 2])
+    src = np.array([(0, 0, 1), (size - 1, 0, 1), (0, size - 1, 1)], np.float64)
+    dst = np.array([_rotate(centre, p, angle) for p in ((l, t), (rr, t), (l, b))])
+    A = np.linalg.solve(src, dst).T  # chip -> pyramid level, in double precision as dlib does
+    return _bilinear(level, A, size)
 
 
 def sharpness(chip: np.ndarray) -> float:

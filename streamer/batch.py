@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import logging
 import multiprocessing as mp
@@ -125,6 +126,8 @@ class ImageResult:
     faces: tuple[FaceRow, ...] = ()
     error: Optional[str] = None  # "<code>: <reason>"
     retryable: bool = False
+    cpu_s: float = 0.0  # worker CPU time of the attempt that gave this result
+    fatal: bool = False  # the worker could not start: no image can succeed, stop the run
 
     @property
     def ok(self) -> bool:
@@ -156,15 +159,33 @@ class Summary:
     errors: int
     elapsed_s: float
     interrupted: bool
+    cpu_s: float = 0.0  # CPU time of the workers on the images of this run
+    startup_s: float = 0.0  # until the first result: worker start and model loading
 
     @property
     def images_per_s(self) -> float:
+        """Overall rate, start-up included."""
         return (self.analysed + self.errors) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def steady_images_per_s(self) -> float:
+        """Rate after the first result (workers up): what a long batch converges to."""
+        n, t = self.analysed + self.errors - 1, self.elapsed_s - self.startup_s
+        return n / t if n > 0 and t > 0 else self.images_per_s
 
     def format(self) -> str:
         return (f"batch: {self.images} images ({self.skipped} already done), {self.analysed} analysed, "
                 f"{self.faces} faces, {self.errors} errors, {self.images_per_s:.1f} images/s, "
-                f"{self.elapsed_s:.1f} s" + (" (interrupted)" if self.interrupted else ""))
+                f"{self.elapsed_s:.1f} s (start-up {self.startup_s:.1f} s, then "
+                f"{self.steady_images_per_s:.1f} images/s), CPU {self.cpu_ms_per_image:.0f} ms/image"
+                + (" (interrupted)" if self.interrupted else ""))
+
+    @property
+    def cpu_ms_per_image(self) -> float:
+        """Worker CPU per image: on a shared or busy machine a steadier measure than images/s
+        (cores / this = the throughput the work itself allows)."""
+        n = self.analysed + self.errors
+        return self.cpu_s * 1000 / n if n else 0.0
 
 
 def _num(v: Optional[float], digits: int) -> str:
@@ -348,6 +369,7 @@ class _suppress:
 
 
 _WORKER: Optional[Worker] = None  # one per worker process, set by the initializer
+_INIT_ERROR: Optional[str] = None
 
 
 def _init_worker(make_analyzer: Callable, cfg, opts: Options, threads: int) -> None:
@@ -357,12 +379,19 @@ def _init_worker(make_analyzer: Callable, cfg, opts: Options, threads: int) -> N
     # workers finish the image in hand and exit when the pool shuts down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(threads)
-    global _WORKER
-    _WORKER = Worker(make_analyzer(cfg), opts)
+    global _WORKER, _INIT_ERROR
+    try:
+        _WORKER = Worker(make_analyzer(cfg), opts)
+    except Exception as e:  # noqa: BLE001 - reported through the first task, see _run_item
+        _INIT_ERROR = f"{type(e).__name__}: {_one_line(e)}"
 
 
 def _run_item(item: Item) -> ImageResult:
-    return _WORKER.process(item)
+    if _WORKER is None:
+        return ImageResult(item.rel, error=f"worker cannot start: {_INIT_ERROR}", fatal=True)
+    t0 = time.process_time()
+    res = _WORKER.process(item)
+    return dataclasses.replace(res, cpu_s=time.process_time() - t0)
 
 
 def real_analyzer(cfg):
@@ -380,6 +409,8 @@ class Scheduler:
     module doc. ``stop`` ends the run after the images in flight (their results are dropped).
     """
 
+    MAX_DEAD_POOLS = 5  # pools in a row that die before finishing any image: workers can't run
+
     def __init__(self, make_pool: Callable[[], ProcessPoolExecutor], workers: int,
                  stop: threading.Event):
         self.make_pool = make_pool
@@ -396,6 +427,7 @@ class Scheduler:
         inflight: dict = {}
         next_pos = 0
         pool = None
+        pool_results = dead_pools = 0
         try:
             while next_pos < len(items):
                 while next_pos in ready:
@@ -405,6 +437,7 @@ class Scheduler:
                     return
                 if pool is None:
                     pool = self.make_pool()
+                    pool_results = 0
                 while pending:
                     it = pending[0]
                     if suspects:
@@ -427,15 +460,22 @@ class Scheduler:
                     for fut, it in list(inflight.items()):
                         if fut.done() and not isinstance(fut.exception(), BrokenProcessPool):
                             self._settle(it, fut, attempts, suspects, pending, ready, position)
+                            pool_results += 1
                         else:
                             lost.append(it)
                     inflight.clear()
+                    dead_pools = 0 if pool_results else dead_pools + 1
+                    if dead_pools >= self.MAX_DEAD_POOLS:
+                        raise StreamerError(
+                            f"worker processes died {dead_pools} times in a row before finishing "
+                            "any image; see the messages above")
                     self._crashed(lost, attempts, suspects, pending, ready, position)
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = None
                     continue
                 for fut in done:
                     self._settle(inflight.pop(fut), fut, attempts, suspects, pending, ready, position)
+                    pool_results += 1
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -445,6 +485,8 @@ class Scheduler:
         exc = fut.exception()
         res = fut.result() if exc is None else ImageResult(
             it.rel, error=f"failed: {type(exc).__name__}: {_one_line(exc)}", retryable=True)
+        if res.fatal:
+            raise StreamerError(res.error)
         suspects.discard(it.rel)
         if res.retryable and attempts[it.rel] < MAX_ATTEMPTS:
             log.info("retrying %s after: %s", it.rel, res.error)
@@ -475,6 +517,11 @@ def make_pool_factory(make_analyzer: Callable, cfg, opts: Options, workers: int,
                       threads: int) -> Callable[[], ProcessPoolExecutor]:
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
+    if method == "forkserver":
+        # Workers fork from a server that has already imported these (about 0.5 s each per
+        # worker otherwise); no effect once the server runs, e.g. on a second run in a process.
+        ctx.set_forkserver_preload(["numpy", "cv2", "streamer.batch", "streamer.analyze",
+                                    "streamer.attributes", "streamer.app"])
 
     def make() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
@@ -568,18 +615,23 @@ def run(opts: Options, cfg, make_analyzer: Callable = real_analyzer,
     n_cores = cores()
     workers = max(1, min(opts.workers or n_cores, max(1, len(todo))))
     threads = max(1, n_cores // workers)
-    log.info("batch: %d images (%d to do) with %d workers x %d OpenCV threads",
+    log.info("%d images (%d to do) with %d workers x %d OpenCV threads",
              len(items), len(todo), workers, threads)
 
     faces_log = CsvLog(faces_path, FACE_COLUMNS, fresh=not opts.resume)
     errors_log = CsvLog(errors_path, ERROR_COLUMNS, fresh=True)  # failures are re-attempted
     sched = Scheduler(make_pool_factory(make_analyzer, cfg, opts, workers, threads), workers, stop)
     analysed = faces = errors = 0
+    cpu_s = 0.0
+    first: Optional[float] = None
     t0 = time.monotonic()
     bar = tqdm(total=len(todo), unit="img", disable=None if progress else True,
                dynamic_ncols=True, file=sys.stderr)
     try:
         for res in sched.run(todo):
+            if first is None and res.cpu_s:
+                first = time.monotonic() - t0
+            cpu_s += res.cpu_s
             if res.ok:
                 rows = [f.cells(res.rel) for f in res.faces] or [[res.rel] + [""] * 11]
                 faces_log.append(rows)
@@ -595,7 +647,8 @@ def run(opts: Options, cfg, make_analyzer: Callable = real_analyzer,
         faces_log.close()
         errors_log.close()
     return Summary(len(items), len(items) - len(todo), analysed, faces, errors,
-                   time.monotonic() - t0, stop.is_set() and analysed + errors < len(todo))
+                   time.monotonic() - t0, stop.is_set() and analysed + errors < len(todo), cpu_s,
+                   first or 0.0)
 
 
 # ---- command line -----------------------------------------------------------------------

@@ -48,7 +48,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -104,14 +104,16 @@ class MqttSink:
 
     ``window`` bounds the events in flight (published, not yet acknowledged): larger keeps a
     high-latency link busier, smaller re-sends less after a reconnect. ``reconnect_min_s`` /
-    ``reconnect_max_s`` bound paho's exponential reconnect backoff.
+    ``reconnect_max_s`` bound paho's exponential reconnect backoff. ``client_factory`` builds
+    the paho client (tests inject a fake to drive connects, drops and PUBACKs by hand).
     """
 
     name = "mqtt"
 
     def __init__(self, cfg: MqttConfig, camera: str, *, window: int = 32,
                  flush_timeout_s: float = 1.0, reconnect_min_s: float = 1.0,
-                 reconnect_max_s: float = 30.0, spool_dir: Optional[str | Path] = None):
+                 reconnect_max_s: float = 30.0, spool_dir: Optional[str | Path] = None,
+                 client_factory: Callable[..., paho.Client] = paho.Client):
         tls, host, port, url_user, url_pw = parse_url(cfg.url)
         prefix = cfg.topic_prefix.strip("/")
         if not prefix or any(c in prefix for c in "+#"):
@@ -134,12 +136,11 @@ class MqttSink:
         self.topic_available = f"{prefix}/{camera}/available"
         user = cfg.username or url_user
         password = cfg.password or url_pw
+        self.spool = Spool(Path(spool_dir or cfg.spool_dir) / camera, cfg.spool_max_events, cfg.fsync)
         self._redact = _Redact(password)
         log.addFilter(self._redact)
         self._paho_log = logging.getLogger(__name__ + ".paho")
         self._paho_log.addFilter(self._redact)
-
-        self.spool = Spool(Path(spool_dir or cfg.spool_dir) / camera, cfg.spool_max_events, cfg.fsync)
 
         self._cond = threading.Condition()
         self._acks: collections.deque[int] = collections.deque()  # mids from on_publish
@@ -158,15 +159,23 @@ class MqttSink:
         self.acked = 0
         self.connects = 0
         self.disconnects = 0
+        self.connect_failures = 0  # refused, unreachable, TLS failures (logged once a minute)
+        self.passes = 0  # sender loop passes completed (lets a test wait for the sender to settle)
         self.errors = 0
 
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"streamer-{camera}",
-                        clean_session=True, protocol=paho.MQTTv311)
+        client_id = cfg.client_id or f"streamer-{camera}"
+        c = client_factory(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
+                           protocol=paho.MQTTv311)
         c.enable_logger(self._paho_log)
         if user:
             c.username_pw_set(user, password)
         if tls:
-            c.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file)
+            try:
+                c.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file)
+            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+                self._release()
+                raise ConfigError(f"mqtt.ca_file/cert_file/key_file: cannot load the TLS files "
+                                  f"({e})") from None
         c.will_set(self.topic_available, "offline", qos=cfg.qos, retain=True)
         # Our window plus room for the retained status messages: paho never queues an event.
         c.max_inflight_messages_set(self.window + 8)
@@ -181,8 +190,7 @@ class MqttSink:
         c.connect_async(host, port, keepalive=cfg.keepalive_s)
         c.loop_start()
         log.info("mqtt: publishing to %s as %s, topics %s/%s/{events,counts,available}, "
-                 "%d event(s) waiting in the spool", self.url, cfg.client_id or f"streamer-{camera}",
-                 prefix, camera, len(self.spool))
+                 "%d event(s) waiting in the spool", self.url, client_id, prefix, camera, len(self.spool))
 
     # ---- public ----------------------------------------------------------------------------
     @property
@@ -246,16 +254,20 @@ class MqttSink:
         stopper.join(1.0)
         self._apply_acks()
         left = len(self.spool)
-        try:
-            self.spool.close()
-        finally:
-            log.removeFilter(self._redact)
+        self._release()
         if left:
             log.warning("mqtt: %d event(s) not acknowledged by %s stay in the spool for the next run",
                         left, self.url)
         if self.dropped:
             log.warning("mqtt: %d event(s) were dropped by the spool bound (%d) this run",
                         self.dropped, self.spool.max_events)
+
+    def _release(self) -> None:
+        try:
+            self.spool.close()
+        finally:
+            log.removeFilter(self._redact)
+            self._paho_log.removeFilter(self._redact)
 
     # ---- paho callbacks (paho's network thread: no disk, no blocking) -----------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -282,9 +294,14 @@ class MqttSink:
             if was:
                 self.disconnects += 1
             self._cond.notify_all()
-        if was and not self._closed:
+        if self._closed:
+            return
+        if was:
             log.warning("mqtt: connection to %s lost (%s); %d event(s) spooled, reconnecting",
                         self.url, reason_code, len(self.spool))
+        else:  # TLS refused after the TCP connect, or CONNACK never came
+            self._log_fail(f"connection to {self.url} closed before it was accepted ({reason_code}); "
+                           "retrying with backoff")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         # Called with paho's message lock held: only hand the mid over.
@@ -297,6 +314,9 @@ class MqttSink:
         if now - self._fail_logged_at >= 60:
             self._fail_logged_at = now
             log.warning("mqtt: %s (%d event(s) spooled)", msg, len(self.spool))
+        with self._cond:
+            self.connect_failures += 1
+            self._cond.notify_all()
 
     # ---- sender thread ---------------------------------------------------------------------
     def _can_send(self) -> bool:
@@ -320,6 +340,9 @@ class MqttSink:
                 self._send()
                 self.spool.sync()
                 self.spool.maybe_compact()
+                with self._cond:
+                    self.passes += 1
+                    self._cond.notify_all()
             except Exception:  # the sender must outlive any surprise; the spool keeps the data
                 self.errors += 1
                 log.exception("mqtt sender error (%d so far); retrying", self.errors)

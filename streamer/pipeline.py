@@ -7,7 +7,9 @@ Rules kept here:
 - every queue is bounded; live sources (and files paced with ``realtime``) drop the oldest
   frame when full and count it, plain files block the reader instead (nothing is skipped);
 - every blocking call has a timeout and checks the one ``stop`` event;
-- end-of-stream sentinels are sent in ``finally`` so downstream always finishes;
+- a stage that ends sends its end-of-stream sentinel, so downstream finishes; a stage that
+  crashes sends none (the watchdog restarts it and downstream keeps waiting); ``stop`` ends
+  every loop regardless, and ``_finish`` still writes the final ``end`` events;
 - a stage exception is logged with the frame id and the run goes on; a thread that dies anyway
   is restarted by the watchdog in the main loop and counted (a thread that keeps dying stops the
   run: a supervisor restart is then the better cure);
@@ -16,7 +18,8 @@ Rules kept here:
   cv2 cannot interrupt a call stuck in FFmpeg: no frame for ``source.read_timeout_s`` means the
   source is lost, the stuck helper is abandoned (it releases its capture if cv2 ever returns)
   and a fresh capture is opened;
-- a lost live source is reopened with exponential backoff and full jitter, forever by default;
+- a lost live source is reopened with exponential backoff (each wait a random 50-100 % of the
+  step, so cameras behind one failed switch do not retry in lockstep), forever by default;
   the outage ends every track and emits ``source_down`` / ``source_up`` (``outage_s`` = last
   frame before to first frame after). The backoff resets only once frames flow again, so a
   camera that accepts connections but sends nothing is not hammered;
@@ -129,7 +132,8 @@ class _Caller:
         self._job: Optional[Callable[[], Any]] = None
         self._result: Optional[tuple[Any, Optional[BaseException]]] = None
         self._abandoned = False
-        threading.Thread(target=self._serve, name=name, daemon=True).start()
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.thread.start()
 
     def _serve(self) -> None:
         while True:
@@ -147,6 +151,12 @@ class _Caller:
                     return
                 self._result = result
                 self._cond.notify_all()
+
+    def close(self) -> None:
+        """Let the thread exit: now when idle, after its current call otherwise."""
+        with self._cond:
+            self._abandoned = True
+            self._cond.notify_all()
 
     def call(self, fn: Callable[[], Any], timeout: float, stop: threading.Event) -> Any:
         """``fn()``'s value (or its exception), or CallTimeout after ``timeout`` s or on stop.
@@ -176,6 +186,7 @@ class Pipeline:
     SHUTDOWN_S = 1.5
     OPEN_GRACE_S = 2.0  # beyond source.open_timeout_s before an open counts as stuck
     CLOSE_TIMEOUT_S = 2.0
+    HELPER_GRACE_S = 0.25  # at shutdown, for an in-flight source call to return
     WATCHDOG_EVERY_S = 0.2
     MAX_RESTARTS = 10  # per thread within RESTART_WINDOW_S; more means a crash loop: stop
     RESTART_WINDOW_S = 60.0
@@ -221,9 +232,9 @@ class Pipeline:
         self._stop_deadline: Optional[float] = None
         self._inference_ended = False
         self._io: Optional[_Caller] = None  # helper for live-source calls; replaced when stuck
-        self._io_n = 0
+        self._helpers: list[threading.Thread] = []  # current and abandoned helper threads
         self._last_read_mono: Optional[float] = None
-        self._down_since: Optional[float] = None  # monotonic time of the last frame before an outage
+        self._down_since: Optional[float] = None  # mono time of the last frame before an outage
         self._backoff = cfg.source.backoff_initial_s
 
     # ---- control -------------------------------------------------------------------------
@@ -331,24 +342,28 @@ class Pipeline:
         except CallTimeout:
             raise SourceLost(f"no frame for {timeout:g} s (read stuck in the decoder)") from None
 
-    def _call(self, fn: Callable[[], Any], timeout: float, stop: Optional[threading.Event] = None):
-        """``fn()`` in the helper thread with a deadline; on overrun the helper is abandoned and
-        the source closed (safe: the stuck call releases its own capture if it ever returns)."""
+    def _call(self, fn: Callable[[], Any], timeout: float, close_on_timeout: bool = True):
+        """``fn()`` in the helper thread with a deadline; on overrun (or stop) the helper is
+        abandoned and the source closed (safe: a stuck call releases its own capture if it
+        ever returns)."""
         if self._io is None:
-            self._io_n += 1
-            self._io = _Caller(f"capture-io-{self._io_n}")
+            self._helpers = [t for t in self._helpers if t.is_alive()]
+            self._io = _Caller(f"capture-io-{len(self._helpers) + 1}")
+            self._helpers.append(self._io.thread)
         try:
-            return self._io.call(fn, timeout, stop or self.stop_event)
+            return self._io.call(fn, timeout, self.stop_event)
         except CallTimeout:
             self._io = None
             if not self.stop_event.is_set():
                 self.hung_calls += 1
-                log.warning("source call %s stuck for %.1f s; abandoning it",
-                            getattr(fn, "__name__", "?"), timeout)
-            try:
-                self.source.close()
-            except Exception:
-                log.exception("closing the source failed")
+                log.warning("source call %s stuck for %.1f s; abandoning it (%d helper threads "
+                            "still stuck)", getattr(fn, "__name__", "?"), timeout,
+                            sum(t.is_alive() for t in self._helpers) - 1)
+            if close_on_timeout:
+                try:
+                    self.source.close()
+                except Exception:
+                    log.exception("closing the source failed")
             raise
 
     def _reconnect(self, reason: str) -> bool:
@@ -360,7 +375,8 @@ class Pipeline:
             self._down_since = self._last_read_mono or now
             self.source_up = False
             self.outages += 1
-            log.warning("source %s lost (%s); reconnecting", redact(self.source.uri), redact(reason))
+            log.warning("source %s lost (%s); reconnecting", redact(self.source.uri),
+                        redact(reason))
             self.frames.put_control(SourceChange(False, time.time(), reason=reason))
         else:
             log.info("source %s lost again before its first frame (%s)",
@@ -368,12 +384,12 @@ class Pipeline:
         attempts = 0
         while not self.stop_event.is_set():
             try:
-                self._call(self.source.close, self.CLOSE_TIMEOUT_S)
+                self._call(self.source.close, self.CLOSE_TIMEOUT_S, close_on_timeout=False)
             except CallTimeout:
                 pass
             except Exception as e:
                 log.warning("closing the lost source failed: %s", redact(str(e)))
-            # Full jitter so that many cameras behind one failed switch do not retry in lockstep.
+            # Jitter: a random 50-100 % of the step, so many cameras do not retry in lockstep.
             if self.stop_event.wait(self._backoff * random.uniform(0.5, 1.0)):
                 return False
             self._backoff = min(self._backoff * 2, cfg.backoff_max_s)
@@ -547,6 +563,13 @@ class Pipeline:
             t = self._threads.get(name)
             if t is not None:
                 t.join(max(0.0, deadline - time.monotonic()))
+        if self._io is not None:
+            self._io.close()
+        # An in-flight read normally ends within a frame interval and then releases its capture;
+        # a stuck one would eat the whole budget, so it only gets a short grace.
+        grace = min(deadline, time.monotonic() + self.HELPER_GRACE_S)
+        for t in self._helpers:
+            t.join(max(0.0, grace - time.monotonic()))
         inf = self._threads.get("inference")
         if inf is not None and not inf.is_alive():
             self._end_inference()  # no-op after a normal end; the final `end` events after a crash
@@ -588,6 +611,7 @@ class Pipeline:
             "latency_ms_p50": self.latency.percentile(50),
             "latency_ms_p95": self.latency.percentile(95),
             "frame_age_ms_p95": self.frame_age.percentile(95),
+            "source_backlog_ms_max": round(getattr(self.source, "backlog_max_s", 0.0) * 1000, 1),
             "reconnects": self.reconnects,
             "outages": self.outages,
             "hung_calls": self.hung_calls,

@@ -25,6 +25,9 @@ on every call:
   why a lock lives here, although no thread does.
 - A file whose bytes are corrupt in the middle does not end early: ``read()`` seeks past the
   bad frames and raises ``FrameError`` once per gap; the next ``read()`` goes on after it.
+- A live stream measures how far behind live its reads are (``backlog_s``): frames that pile up
+  in FFmpeg's and the kernel's buffers when decoding cannot keep up. The pipeline's frame age
+  starts at the read, so it cannot see this lag; the stream's own clock can.
 """
 
 from __future__ import annotations
@@ -130,13 +133,16 @@ class VideoSource:
         self._cap: Optional[cv2.VideoCapture] = None
         self._lock = threading.Lock()
         self._gen = 0  # bumped by close(): a call that started before it owns a stale capture
-        self._reading = False
+        self._reading: set = set()  # captures inside cap.read() (an abandoned one may linger)
         self._pending: Optional[np.ndarray] = None  # the good frame found while resyncing
         self._ids = itertools.count()
         self.fps = 0.0
         self.size = (0, 0)
         self.frame_count = 0
         self.skipped_frames = 0  # corrupt frames of a file skipped by resyncing
+        self.backlog_s = 0.0  # live: how far behind live the last read was
+        self.backlog_max_s = 0.0
+        self._behind: Optional[tuple[float, float]] = None  # (baseline, when) for backlog_s
 
     def open(self) -> None:
         """Open or reopen. Raises SourceError with a one-line reason."""
@@ -147,6 +153,7 @@ class VideoSource:
         if uri.isdigit():
             cap = cv2.VideoCapture(int(uri))
             if not cap.isOpened():
+                cap.release()
                 raise SourceError(f"webcam {uri} cannot be opened (no such device /dev/video{uri} "
                                   "or it is busy)")
         elif self.live:
@@ -161,16 +168,18 @@ class VideoSource:
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.cfg.read_timeout_s * 1000)]
             cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
             if not cap.isOpened():
+                cap.release()
                 raise SourceError(f"cannot open stream {redact(uri)} (unreachable, refused, "
                                   "unauthorized, or not a video stream; waited up to "
                                   f"{self.cfg.open_timeout_s:g} s)")
         else:
             p = Path(uri)
             if not p.exists():
-                raise SourceError(f"source {redact(uri)} does not exist (expected a video file, a folder "
-                                  "of images, a webcam index or an rtsp/http URL)")
+                raise SourceError(f"source {redact(uri)} does not exist (expected a video file, a "
+                                  "folder of images, a webcam index or an rtsp/http URL)")
             cap = cv2.VideoCapture(str(p))
             if not cap.isOpened():
+                cap.release()
                 raise SourceError(f"source {redact(uri)} is not a readable video (unsupported or "
                                   "corrupt)")
         with self._lock:
@@ -179,6 +188,7 @@ class VideoSource:
                 raise SourceError(f"open of {redact(uri)} was abandoned (closed meanwhile)")
             self._cap = cap
             self._pending = None
+            self._behind = None
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not (0 < self.fps < 1000):
             self.fps = 0.0
@@ -192,7 +202,8 @@ class VideoSource:
     def read(self) -> Frame:
         with self._lock:
             cap, gen = self._cap, self._gen
-            self._reading = cap is not None
+            if cap is not None:
+                self._reading.add(cap)
         if cap is None:
             raise SourceLost("source is not open")
         try:
@@ -202,7 +213,7 @@ class VideoSource:
                 ok, image = cap.read()
         finally:
             with self._lock:
-                self._reading = False
+                self._reading.discard(cap)
                 abandoned = gen != self._gen
         if abandoned:  # close() came while we were stuck in cv2 and left the release to us
             cap.release()
@@ -211,7 +222,36 @@ class VideoSource:
             if self.live:
                 raise SourceLost(f"no frame from {redact(self.uri)}")
             self._resync(cap)  # raises EndOfStream at the real end
-        return Frame(next(self._ids), time.time(), time.monotonic(), image)
+        mono = time.monotonic()
+        if self.live:
+            self._measure_backlog(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, mono)
+        return Frame(next(self._ids), time.time(), mono, image)
+
+    # The baseline may creep up by this much per second: camera and host clocks drift apart
+    # (tens of ppm), while a real backlog grows at the decoding deficit (tens of ms per second).
+    DRIFT_ALLOWANCE = 0.001
+
+    def _measure_backlog(self, pos_s: float, mono: float) -> None:
+        """backlog = (now - stream time) - its minimum on this connection. The minimum is the
+        moment the read was most up to date; a stream clock jumping back resets it."""
+        if pos_s <= 0:  # no stream clock (webcams)
+            return
+        behind = mono - pos_s
+        if self._behind is not None:
+            base, when = self._behind
+            base += (mono - when) * self.DRIFT_ALLOWANCE
+            if behind - base > 60.0:  # a timestamp discontinuity, not a minute of backlog
+                base = behind
+        else:
+            base = behind
+        base = min(base, behind)
+        self._behind = (base, mono)
+        self.backlog_s = behind - base
+        if self.backlog_s > self.backlog_max_s:
+            if self.backlog_s >= 1.0 > self.backlog_max_s:
+                log.warning("%s: reads are %.1f s behind live (decoding cannot keep up; lower the "
+                            "camera's resolution or frame rate)", redact(self.uri), self.backlog_s)
+            self.backlog_max_s = self.backlog_s
 
     def _resync(self, cap: cv2.VideoCapture) -> None:
         """A file read failed. At the end that is the end; in the middle it is corrupt data:
@@ -231,10 +271,10 @@ class VideoSource:
                 if ok and image is not None:
                     self._pending = image
                     self.skipped_frames += target - pos
-                    raise FrameError(f"frames {pos}..{target - 1} of {self.uri} cannot be decoded; "
-                                     "skipped")
+                    raise FrameError(f"frames {pos}..{target - 1} of {redact(self.uri)} cannot "
+                                     "be decoded; skipped")
         log.warning("%s: no decodable frame after frame %d of %d; treating it as the end",
-                    self.uri, pos, self.frame_count)
+                    redact(self.uri), pos, self.frame_count)
         raise EndOfStream()
 
     def close(self) -> None:
@@ -242,7 +282,7 @@ class VideoSource:
         with self._lock:
             cap, self._cap = self._cap, None
             self._gen += 1
-            in_use = self._reading
+            in_use = cap in self._reading
         if cap is not None and not in_use:
             cap.release()
 

@@ -18,9 +18,9 @@ Contracts:
   anything the client caused (bad body, bad image, too large, unknown route, wrong method); a 5xx
   only for a bug (code ``internal``, logged with traceback) or a full server (503 ``busy``).
 - ``/analyze`` runs the one single-image path (``analyze.Analyzer``), the stream's detector and
-  attribute nets. cv2 nets keep per-call state and are not thread-safe, so the server holds a
-  small pool of Analyzers, each used by one request at a time; requests beyond
-  ``pool size x 2`` in flight wait for a slot (bounded), so memory stays bounded under a flood.
+  attribute nets. cv2 nets are not thread-safe, so the server holds a small pool of worker
+  threads, each owning one Analyzer (see ``AnalyzerPool``); requests beyond ``pool size x 2``
+  in flight wait for a slot before their body is read, so memory stays bounded under a flood.
 - Image decoding (EXIF, alpha, 16-bit, bombs, downscaling to ``web.max_side``) is
   ``imageio.decode_image``'s job; this module maps its ``ImageError.code`` to a status.
 - One log line per request: client, method, route, status, ms, faces (and the error code).
@@ -42,7 +42,7 @@ import socket
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -58,6 +58,7 @@ from . import config as config_mod
 from .config import Config
 from .errors import ImageError, StreamerError
 from .events import attributes_payload
+from .analyze import Analysis
 from .metrics import WebMetrics
 from .overlay import draw_faces
 from .types import FaceResult
@@ -89,44 +90,123 @@ class ApiError(Exception):
 
 # ---- analyzer pool ---------------------------------------------------------------------
 
-class AnalyzerPool:
-    """Analyzers lent to one request at a time (cv2 nets are not thread-safe).
+@dataclass(frozen=True)
+class Outcome:
+    """One analysed upload: the faces, the annotated JPEG (when asked) and where time went."""
 
-    More analyzers than cores only adds memory and contention: on 2 cores, 2 analyzers overlap
-    one request's decode/encode with another's inference.
+    analysis: Analysis
+    jpeg: Optional[bytes]
+    queue_ms: float
+    annotate_ms: float
+
+
+class AnalyzerPool:
+    """``size`` worker threads, each owning one Analyzer, fed from one job queue.
+
+    cv2 nets are not thread-safe, so an Analyzer serves one image at a time. The work runs in
+    long-lived threads of our own rather than in werkzeug's request threads (one per
+    connection) because OpenCV pays a set-up on the first call in every new thread:
+    ``cv2.putText`` alone costs ~50 ms there, so annotating in request threads added 50 ms to
+    every request on a fresh connection. Workers are started (and, from ``build``, warmed up on
+    a blank frame) once. More workers than cores only adds memory and contention: on 2 cores,
+    2 workers overlap one request's parsing/decoding with another's inference.
     """
 
-    def __init__(self, analyzers: list):
+    def __init__(self, analyzers: list, warm: bool = False):
         if not analyzers:
             raise ValueError("AnalyzerPool needs at least one analyzer")
         self.size = len(analyzers)
-        self._free: queue.LifoQueue = queue.LifoQueue()  # LIFO: the warmest nets get reused
-        for a in analyzers:
-            self._free.put(a)
+        self._analyzers = list(analyzers)
+        self._warm = warm
+        self._jobs: queue.Queue = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._warm_error: Optional[BaseException] = None
 
     @classmethod
     def build(cls, cfg: Config, size: int = 0) -> "AnalyzerPool":
-        """Load ``size`` Analyzers (0 = ``web.workers`` if configured, else min(2, cores))."""
+        """Load ``size`` Analyzers (0 = ``web.workers`` if configured, else min(2, cores)),
+        start their threads and run each once, so a broken model fails here, not on a request."""
         from .analyze import Analyzer
 
         size = size or getattr(cfg.web, "workers", 0) or min(2, os.cpu_count() or 1)
-        analyzers = [Analyzer(cfg) for _ in range(size)]
-        blank = np.full((480, 640, 3), 128, np.uint8)
-        for a in analyzers:  # first inference allocates; pay it now, and prove the nets run
-            a.analyze(blank)
-        return cls(analyzers)
+        pool = cls([Analyzer(cfg) for _ in range(size)], warm=True)
+        pool.start()
+        return pool
 
-    @contextmanager
-    def acquire(self, timeout: float = POOL_WAIT_S) -> Iterator:
+    def start(self) -> None:
+        """Start the workers (idempotent; ``run`` calls it, so pools of fakes start lazily)."""
+        with self._lock:
+            if self._threads:
+                return
+            ready = []
+            for i, a in enumerate(self._analyzers):
+                ev = threading.Event()
+                t = threading.Thread(target=self._work, args=(a, ev), name=f"analyzer-{i}", daemon=True)
+                self._threads.append(t)
+                ready.append(ev)
+                t.start()
+            for ev in ready:
+                ev.wait(120)
+        if self._warm_error is not None:
+            raise self._warm_error
+
+    def run(self, image: np.ndarray, jpeg_quality: Optional[int], timeout: float = POOL_WAIT_S) -> Outcome:
+        """Analyse ``image`` (and annotate + encode it when ``jpeg_quality`` is given) on a
+        worker; 503 ``busy`` if no worker got to it within ``timeout`` seconds."""
+        self.start()
+        fut: Future = Future()
+        self._jobs.put((fut, image, jpeg_quality, time.perf_counter()))
         try:
-            a = self._free.get(timeout=timeout)
-        except queue.Empty:
+            return fut.result(timeout)
+        except FutureTimeout:
+            fut.cancel()  # dropped unless a worker already started it
             raise ApiError(503, "busy", f"all {self.size} analyzers stayed busy for {timeout:.0f} s; "
                                         "retry later") from None
+
+    def close(self, timeout: float = 2.0) -> None:
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
+            self._jobs.put(None)
+        for t in threads:
+            t.join(timeout)
+
+    def _work(self, analyzer, ready: threading.Event) -> None:
         try:
-            yield a
+            if self._warm:  # first inference and first putText allocate: pay both now
+                self._process(analyzer, np.full((480, 640, 3), 128, np.uint8), 80, time.perf_counter())
+        except BaseException as e:
+            self._warm_error = e
         finally:
-            self._free.put(a)
+            ready.set()
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fut, image, quality, queued_at = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(self._process(analyzer, image, quality, queued_at))
+            except BaseException as e:  # delivered to the request thread (a bug: 500 there)
+                fut.set_exception(e)
+
+    @staticmethod
+    def _process(analyzer, image: np.ndarray, quality: Optional[int], queued_at: float) -> Outcome:
+        t0 = time.perf_counter()
+        analysis = analyzer.analyze(image)
+        t1 = time.perf_counter()
+        jpeg = None
+        if quality is not None:
+            if not image.flags.writeable:  # e.g. a decoder that returned a view of its buffer
+                image = image.copy()
+            draw_faces(image, analysis.faces)  # the request's own decoded copy: in place is fine
+            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if not ok:
+                raise RuntimeError("JPEG encoding of the annotated image failed")
+            jpeg = buf.tobytes()
+        return Outcome(analysis, jpeg, _ms(t0 - queued_at), _ms(time.perf_counter() - t1))
 
 
 # ---- request parsing -------------------------------------------------------------------
@@ -348,25 +428,18 @@ def create_app(cfg: Config, pool: Optional[AnalyzerPool] = None, pipeline=None, 
             raise ApiError(400, "undecodable", f"image could not be decoded ({type(e).__name__})") from None
         del data
         t2 = time.perf_counter()
-        with st.pool.acquire() as analyzer:
-            t3 = time.perf_counter()
-            result = analyzer.analyze(image)
-        t4 = time.perf_counter()
-        faces = [face_json(f) for f in result.faces]
+        done = st.pool.run(image, cfg.web.jpeg_quality if annotate else None)
+        faces = [face_json(f) for f in done.analysis.faces]
         out = {"faces": faces, "width": int(image.shape[1]), "height": int(image.shape[0])}
-        if annotate:
-            draw_faces(image, result.faces)  # our own decoded copy: drawing in place is fine
-            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, cfg.web.jpeg_quality])
-            if not ok:
-                raise RuntimeError("JPEG encoding of the annotated image failed")
-            out["image"] = base64.b64encode(buf).decode("ascii")
-        t5 = time.perf_counter()
-        out["timing_ms"] = {"read": _ms(t1 - t0), "decode": _ms(t2 - t1), "queue": _ms(t3 - t2),
-                            **result.timing_ms, "annotate": _ms(t5 - t4) if annotate else 0.0,
-                            "total": _ms(t5 - t0)}
+        if done.jpeg is not None:
+            out["image"] = base64.b64encode(done.jpeg).decode("ascii")
+        t3 = time.perf_counter()
+        out["timing_ms"] = {"read": _ms(t1 - t0), "decode": _ms(t2 - t1), "queue": done.queue_ms,
+                            **done.analysis.timing_ms, "annotate": done.annotate_ms,
+                            "total": _ms(t3 - t0)}
+        st.metrics.analyze_seconds.observe(t3 - t0)
         g.faces = len(faces)
         st.metrics.analyze_faces.inc(len(faces))
-        st.metrics.analyze_seconds.observe(t5 - t0)
         return jsonify(out)
 
     @app.get("/api/status")
@@ -536,11 +609,13 @@ class Server:
         return self
 
     def shutdown(self) -> None:
-        self.app.extensions["streamer"].stop.set()
+        st = self.app.extensions["streamer"]
+        st.stop.set()
         self._srv.shutdown()
         self._srv.server_close()
         if self._thread is not None:
             self._thread.join(5)
+        st.pool.close()
 
 
 def _warn_if_exposed(cfg: Config) -> None:

@@ -54,3 +54,19 @@ class FakeAnalyzer:
             with open(p, "a") as f:
                 f.write("x\n")
         return len(p.read_text().splitlines())
+
+
+@dataclass(frozen=True)
+class BrokenInWorkers:
+    """Works in the parent (its start-up probe) but not in worker processes: ``exit`` makes the
+    worker die outright, otherwise the factory raises."""
+
+    parent_pid: int
+    exit: bool = False
+
+    def __call__(self, cfg):
+        if os.getpid() != self.parent_pid:
+            if self.exit:
+                os._exit(5)
+            raise RuntimeError("model file vanished")
+        return FakeAnalyzer(Path("."))

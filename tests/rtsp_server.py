@@ -76,9 +76,11 @@ def unavailable_reason() -> str | None:
         return f"{SYSTEM_PY} not found (the GStreamer RTSP server needs the system python)"
     if shutil.which("ffmpeg") is None:
         return "ffmpeg not found (needed to extract the H.264 stream of the clip)"
+    elements = ("multifilesrc", "h264parse", "avdec_h264", "videoconvert", "x264enc", "rtph264pay")
     probe = ("import gi; gi.require_version('Gst','1.0'); gi.require_version('GstRtspServer','1.0');"
              "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
-             "assert all(Gst.ElementFactory.find(e) for e in ('multifilesrc','h264parse','rtph264pay'))")
+             f"missing = [e for e in {elements!r} if not Gst.ElementFactory.find(e)];"
+             "assert not missing, f'GStreamer elements missing: {missing}'")
     r = subprocess.run([SYSTEM_PY, "-c", probe], capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         return ("GStreamer RTSP server unavailable (install python3-gi gir1.2-gst-rtsp-server-1.0 "
@@ -98,7 +100,8 @@ def extract_h264(mp4: Path, out_dir: Path) -> tuple[Path, str]:
     out = out_dir / (mp4.stem + ".h264")
     if not out.exists():
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(mp4), "-an", "-c:v", "copy",
-                        "-bsf:v", "h264_mp4toannexb", "-f", "h264", str(out)], check=True, timeout=60)
+                        "-bsf:v", "h264_mp4toannexb", "-f", "h264", str(out)],
+                       check=True, timeout=60)
     r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
                         "stream=r_frame_rate", "-of", "csv=p=0", str(mp4)],
                        capture_output=True, text=True, check=True, timeout=60)

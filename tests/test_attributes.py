@@ -106,9 +106,52 @@ def test_similarity_recovers_rotation_and_scale():
     np.testing.assert_allclose(M[:, 2], (3.0, -2.0), atol=1e-9)
 
 
-def test_warp_chip_matches_plain_warp_when_no_downscaling():
+# sha256 of dlib 20.0.1's extract_image_chip(img, chip_details(drectangle(*rect), chip_dims(n, n),
+# angle)) for the image of _dlib_test_image(): warp_chip must give the same bytes.
+DLIB_CHIPS = [
+    ((40.3, 30.7, 250.2, 240.6), 0.2, 64, "98950ae15339a1b76242bd457fbfbe95c8511330d0c8fd0662e01e0834594162"),
+    ((100.5, 60.25, 180.75, 140.5), -0.35, 32, "bfd611bfe4d931b20a1f5a5bb8a43882f6304e9cc81eadc22dfa06c0c1f77912"),
+    ((-30.0, 100.0, 90.0, 220.0), 0.1, 64, "56b784464c429f8b412ad8da0880dd2a80fe5b5b1bfe879063fa56a314e52766"),
+    ((150.0, 100.0, 165.0, 115.0), 0.05, 64, "af1c85cb6375f78458be6384bdbd7052b56badd3d51bd8cd8c6c02aba2a1e650"),
+]
+
+
+def _dlib_test_image() -> np.ndarray:
+    # numpy only (no OpenCV filtering), so the bytes are the same on every OpenCV version
+    base = np.random.default_rng(7).integers(0, 256, (240, 320, 3)).astype(np.int32)
+    return ((base + np.roll(base, 1, 0) + np.roll(base, 1, 1)
+             + np.roll(np.roll(base, 1, 0), 1, 1)) // 4).astype(np.uint8)
+
+
+def _dlib_mapping(rect, angle, n):
+    """dlib's get_mapping_to_chip: rect corners (rotated about its centre) -> chip 0 / n-1."""
+    l, t, r, b = rect
+    c = np.array([(l + r) / 2, (t + b) / 2])
+    R = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    src = np.array([R @ (np.array(p) - c) + c for p in [(l, t), (r, t), (r, b)]])
+    return np.linalg.solve(np.c_[src, np.ones(3)], np.array([(0, 0), (n - 1, 0), (n - 1, n - 1)], float)).T
+
+
+@pytest.mark.parametrize("rect, angle, n, sha", DLIB_CHIPS)
+def test_warp_chip_reproduces_dlib_byte_for_byte(rect, angle, n, sha):
+    import hashlib
+    chip = align.warp_chip(_dlib_test_image(), _dlib_mapping(rect, angle, n), n)
+    assert chip.shape == (n, n, 3)
+    assert hashlib.sha256(chip.tobytes()).hexdigest() == sha
+
+
+def test_pyramid_matches_dlib_layout():
+    img = np.arange(41 * 37, dtype=np.float64).reshape(41, 37) % 251
+    down = align._pyr_down(img.astype(np.uint8))
+    assert down.shape == ((41 - 3) // 2, (37 - 3) // 2)
+    k = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1])
+    src = img.astype(np.uint8).astype(np.int64)
+    assert down[3, 5] == (src[6:11, 10:15] * k).sum() // 256  # centred on (2r + 2, 2c + 2)
+
+
+def test_warp_chip_at_one_to_one_copies_pixels():
     img = textured_frame(200, 200)
-    M = np.array([[1.0, 0.0, -50.0], [0.0, 1.0, -60.0]])  # 1:1, no pyramid level needed
+    M = np.array([[1.0, 0.0, -50.0], [0.0, 1.0, -60.0]])
     chip = align.warp_chip(img, M, 64)
     np.testing.assert_array_equal(chip, img[60:124, 50:114])
 
@@ -298,6 +341,22 @@ def test_cap_per_frame_serves_the_oldest_due_first():
     out = ta.estimate(img, tracks, 2)
     assert all(out[i].known for i in range(5))
     assert nets.batches == [4, 4, 2]
+
+
+def test_chips_are_cut_only_when_needed(monkeypatch):
+    cut = []
+    real = align.face_chips
+    monkeypatch.setattr(attributes.align, "face_chips", lambda *a, **k: cut.append(1) or real(*a, **k))
+    nets, ta = make(AttributesConfig(max_per_frame=2, reclassify_every=100))
+    img = textured_frame()
+    tracks = [track(i, box_at(10 + 120 * i, 100, 100)) for i in range(5)]
+    ta.estimate(img, tracks, 0)
+    assert len(cut) == 2  # the three waiting faces cost nothing
+    ta.estimate(img, tracks, 1)
+    ta.estimate(img, tracks, 2)
+    assert len(cut) == 5
+    ta.estimate(img, tracks, 3)  # all known, same views: the size/pose bound rules out a better one
+    assert len(cut) == 5 and nets.calls == 3
 
 
 def test_smoothing_keeps_a_settled_gender():

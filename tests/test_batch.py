@@ -248,6 +248,20 @@ def test_stop_event_leaves_whole_images_and_resume_completes(tmp_path, monkeypat
     assert not second.interrupted
 
 
+@pytest.mark.parametrize("die,message", [
+    (False, "worker cannot start: RuntimeError: model file vanished"),
+    (True, "died 5 times in a row"),
+])
+def test_workers_that_cannot_start_stop_the_run_with_one_error(tmp_path, die, message):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i in range(4):
+        solid(inp / f"img{i}.png")
+    with pytest.raises(StreamerError, match=message):
+        batch.run(options(inp, out, workers=1), fake_cfg(),
+                  batch_fakes.BrokenInWorkers(os.getpid(), exit=die), progress=False)
+    assert (out / "faces.csv").read_text() == HEADER + "\n"
+
+
 def test_output_symlink_planted_in_output_is_not_followed(tmp_path):
     inp, out, elsewhere, state = (tmp_path / n for n in ("in", "out", "elsewhere", "state"))
     solid(inp / "sub" / "a.jpg")
@@ -423,7 +437,9 @@ def test_real_boxes_are_upright_and_at_original_resolution(mixed_run):
     assert cv2.imread(str(out / "big.jpg")).shape == (600, 800, 3)
 
 
-def test_real_non_recursive_skips_subfolders_and_exit_0(mixed, tmp_path):
+def test_real_non_recursive_hd_reduction_and_exit_0(mixed, tmp_path):
+    """Default config: 1080p JPEGs are analysed from a half-size decode, except the one whose
+    face is too narrow to judge at half size (64 px wide -> 32 < 36), analysed again in full."""
     _, inp, _, _ = mixed
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -431,12 +447,23 @@ def test_real_non_recursive_skips_subfolders_and_exit_0(mixed, tmp_path):
         (clean / name).write_bytes((inp / name).read_bytes())
     (clean / "sub").mkdir()
     (clean / "sub" / "x.jpg").write_bytes((inp / "face.jpg").read_bytes())
+    (small, small_gender), (large, _) = utk_labelled(1)[0], utk_labelled(6)[5]
+    save(on_canvas(small, size=(1920, 1080), at=(700, 300), scale=0.42), clean / "hd_small.jpg")
+    save(on_canvas(large, size=(1920, 1080), at=(1200, 500), scale=1.5), clean / "hd_large.jpg")
     out = tmp_path / "out"
-    res = run_py("--input", clean, "--output", out, "--no-annotate", "--workers", "1", "--conf", "0.6")
+    res = run_py("--input", clean, "--output", out, "--workers", "1", "--conf", "0.6")
     assert res.returncode == 0, res.stderr
-    assert set(faces_by_path(out)) == {"face.jpg", "cmyk.jpg", "blank.png"}
+    by_path = faces_by_path(out)
+    assert set(by_path) == {"face.jpg", "cmyk.jpg", "blank.png", "hd_small.jpg", "hd_large.jpg"}
     assert errors_by_path(out) == {}
-    assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "faces.csv"]
+    assert not (out / "sub").exists()
+    x1, _, x2, _ = _box(by_path["hd_small.jpg"])
+    assert 36 <= x2 - x1 < 72 and 690 < x1 < 800
+    assert by_path["hd_small.jpg"][0]["gender"] == small_gender
+    assert cv2.imread(str(out / "hd_small.jpg")).shape == (1080, 1920, 3)  # re-analysed in full
+    x1, _, x2, _ = _box(by_path["hd_large.jpg"])
+    assert x2 - x1 > 200 and 1150 < x1 < 1300  # original pixels, though analysed at half size
+    assert cv2.imread(str(out / "hd_large.jpg")).shape == (540, 960, 3)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -29,11 +29,12 @@ def test_percentile_interpolates_and_handles_empty():
 def test_matching_counts_small_faces_apart():
     big = [(0, 0, 40, 40), (100, 100, 150, 150)]
     small = [(200, 200, 210, 210)]
-    dets = [(0.9, (1, 1, 41, 41)), (0.8, (1, 1, 41, 41)),  # second one is a duplicate: fp
+    dets = [(0.9, (1, 1, 41, 41)), (0.8, (1, 1, 41, 41)),  # second one is a duplicate
             (0.7, (200, 200, 210, 211)),  # a small face: ignored
-            (0.6, (300, 300, 340, 340))]  # nothing there: fp
+            (0.6, (300, 300, 340, 340)),  # nothing there: fp
+            (0.5, (100, 100, 130, 140))]  # a loose box on the second face (IoU 0.34)
     m, found_small = bench.match_image(dets, big, small)
-    assert [k for _, k in m] == ["tp", "fp", "ignore", "fp"]
+    assert [k for _, k in m] == ["tp", "fp_near", "ignore", "fp", "fp_near"]
     assert found_small == {0}
 
 
@@ -42,6 +43,7 @@ def test_average_precision_perfect_and_partial():
     assert bench.average_precision([(0.9, "tp"), (0.5, "ignore")], 2) == 0.5
     # fp ranked first: precision 0.5 at recall 1 -> AP 0.5
     assert bench.average_precision([(0.9, "fp"), (0.8, "tp")], 1) == 0.5
+    assert bench.average_precision([(0.9, "fp_near"), (0.8, "tp")], 1) == 0.5
     assert bench.average_precision([], 0) == 0.0
 
 
@@ -85,6 +87,9 @@ def test_unknown_section_is_a_one_line_error():
 # ---- the tool end to end ------------------------------------------------------------------
 
 OWN_SECTIONS = ("fps", "latency", "density", "resources", "attrcalls", "accuracy", "profile")
+# The quick run takes under a minute on a quiet 2-core machine; a shared, loaded one can take
+# several times that, and the fixture's time counts against the first test using it.
+LONG = pytest.mark.timeout(1200)
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +102,12 @@ def quick_run(tmp_path_factory):
     env = dict(os.environ, STREAMER_DATA=str(data_root()))
     r = subprocess.run([sys.executable, str(ROOT / "run.py"), "bench", "--quick", "--out", str(tmp / "out"),
                         "--cache", str(tmp / "cache")], capture_output=True, text=True,
-                       timeout=600, cwd=ROOT, env=env)
+                       timeout=1100, cwd=ROOT, env=env)
     return r, tmp / "out"
 
 
+@pytest.mark.slow
+@LONG
 def test_quick_bench_writes_well_formed_json(quick_run):
     r, out = quick_run
     assert r.returncode == 0, r.stderr[-3000:]
@@ -141,6 +148,8 @@ def test_quick_bench_writes_well_formed_json(quick_run):
     assert {"decode", "detect", "track", "chips", "nets", "draw", "encode_jpeg"} <= set(prof["stages"])
 
 
+@pytest.mark.slow
+@LONG
 def test_quick_bench_writes_markdown_tables(quick_run):
     r, out = quick_run
     assert r.returncode == 0, r.stderr[-3000:]
@@ -159,6 +168,8 @@ def test_quick_bench_writes_markdown_tables(quick_run):
                 j += 1
 
 
+@pytest.mark.slow
+@LONG
 def test_only_merges_into_existing_results(quick_run, tmp_path):
     r, out = quick_run
     assert r.returncode == 0

@@ -70,11 +70,11 @@ def test_display_window_shows_overlay_under_xvfb(xvfb, tmp_path):
     clip = video_path("face_recognition__short_hamilton_clip.mp4")
     env = dict(os.environ, DISPLAY=xvfb)
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--source", str(clip), "--display",
-                             "--realtime", "--camera", "wall"], env=env, cwd=ROOT,
+                             "--realtime", "--loop", "--camera", "wall"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         geo, shot = None, None
-        deadline = time.monotonic() + 25
+        deadline = time.monotonic() + 60
         ARTIFACTS.mkdir(exist_ok=True)
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.5)

@@ -1,6 +1,7 @@
 """The MQTT sink against a real Mosquitto broker started per test on a free port.
 
-Delivery is at-least-once (QoS 1): a consumer deduplicates by event id. These tests assert
+The sender's window and reconnect rules are first pinned down with a fake paho client driven
+by hand (no broker). Delivery is at-least-once (QoS 1): a consumer deduplicates by event id. These tests assert
 that after dedupe every emitted event arrived, in emission order, across a broker killed in
 the middle of a run (with events in flight) and restarted on the same port.
 
@@ -29,18 +30,23 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from streamer.config import MqttConfig
 from streamer.errors import ConfigError
 from streamer.events import EventBuilder
 from streamer.mqtt import MqttSink
+from streamer.spool import Spool
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(
-    not os.access(MOSQUITTO, os.X_OK),
-    reason=f"Mosquitto not installed at {MOSQUITTO} (apt-get install mosquitto, or `make system`)")
+
+
+def need_mosquitto() -> None:
+    if not os.access(MOSQUITTO, os.X_OK):
+        pytest.skip(f"Mosquitto not installed at {MOSQUITTO} (apt-get install mosquitto, or `make system`)")
 
 
 def wait_until(pred, timeout: float, what: str, step: float = 0.02) -> None:
@@ -61,7 +67,8 @@ def free_port() -> int:
 class Broker:
     """One mosquitto process with a generated config; restartable on the same port."""
 
-    def __init__(self, directory: Path, password_file: Path | None = None):
+    def __init__(self, directory: Path, password_file: Path | None = None, tls: dict | None = None):
+        need_mosquitto()
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -73,9 +80,12 @@ class Broker:
                  f"user {getpass.getuser()}"]  # ignored unless root; keeps the db writable
         if password_file:
             lines.append(f"password_file {password_file}")
+        if tls:
+            lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}",
+                      "require_certificate true"]
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.url = f"{'mqtts' if tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         log = open(self.dir / "mosquitto.log", "ab")
@@ -123,7 +133,8 @@ class Subscriber:
     """A real paho client recording every message; resubscribes on every (re)connect."""
 
     def __init__(self, port: int, topics: list[str], client_id: str | None = None,
-                 persistent: bool = False, auth: tuple[str, str] | None = None):
+                 persistent: bool = False, auth: tuple[str, str] | None = None,
+                 tls: dict | None = None):
         self.msgs: list[paho.MQTTMessage] = []
         self.cond = threading.Condition()
         self.topics = topics
@@ -132,6 +143,9 @@ class Subscriber:
                              clean_session=not persistent)
         if auth:
             self.c.username_pw_set(*auth)
+        if tls:
+            self.c.tls_set(ca_certs=str(tls["ca"]), certfile=str(tls["client_cert"]),
+                           keyfile=str(tls["client_key"]))
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in self.topics])
         self.c.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.c.on_message = self._on_message
@@ -208,6 +222,132 @@ def retained(port: int, topic: str) -> paho.MQTTMessage:
         s.close()
 
 
+# ---- the sender's rules, with a fake paho client ---------------------------------------------
+
+class FakeInfo:
+    def __init__(self, mid: int):
+        self.mid, self.rc = mid, paho.MQTT_ERR_SUCCESS
+
+    def wait_for_publish(self, timeout=None) -> None:
+        pass
+
+
+class FakeClient:
+    """Stands in for ``paho.Client``: records publishes; the test fires connects, drops, PUBACKs."""
+
+    def __init__(self, *args, **kwargs):
+        self.published: list[tuple[str, bytes, int]] = []  # (topic, payload, mid)
+        self._mid = 0
+        self._lock = threading.Lock()
+        self.on_connect = self.on_disconnect = self.on_publish = self.on_connect_fail = None
+
+    def __getattr__(self, name):  # setup calls (tls_set, will_set, loop_start, ...) do nothing
+        return lambda *a, **k: None
+
+    def publish(self, topic, payload=None, qos=0, retain=False):
+        with self._lock:
+            self._mid += 1
+            self.published.append((topic, payload if isinstance(payload, bytes) else str(payload).encode(),
+                                   self._mid))
+            return FakeInfo(self._mid)
+
+    def connect(self) -> None:
+        self.on_connect(self, None, None, ReasonCode(PacketTypes.CONNACK, "Success"), None)
+
+    def drop(self) -> None:
+        self.on_disconnect(self, None, None, ReasonCode(PacketTypes.DISCONNECT, "Unspecified error"), None)
+
+    def ack(self, mids) -> None:
+        for m in mids:
+            self.on_publish(self, None, m, ReasonCode(PacketTypes.PUBACK, "Success"), None)
+
+    def events(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return [(json.loads(p)["id"], m) for t, p, m in self.published if t.endswith("/events")]
+
+    def on_topic(self, suffix: str) -> list[bytes]:
+        with self._lock:
+            return [p for t, p, _ in self.published if t.endswith(suffix)]
+
+
+@pytest.fixture
+def fake_sink(tmp_path):
+    made: list[FakeClient] = []
+
+    def factory(*a, **k):
+        made.append(FakeClient())
+        return made[-1]
+
+    sink = MqttSink(make_cfg("mqtt://127.0.0.1:1", tmp_path), "cam", window=4, client_factory=factory)
+    yield sink, made[0]
+    sink.close()
+
+
+def settle(sink: MqttSink) -> None:
+    """Wait until the sender has completed a full pass after whatever happened last."""
+    n = sink.passes
+    assert sink.wait_for(lambda s: s.passes >= n + 2, 5)
+
+
+def test_window_bounds_events_in_flight_and_keeps_order(fake_sink):
+    sink, fake = fake_sink
+    em = Emitter(sink)
+    em.emit(10)
+    settle(sink)
+    assert fake.events() == []  # not connected: everything waits in the spool
+    fake.connect()
+    assert sink.wait_for(lambda s: s.published == 4, 5)
+    settle(sink)
+    assert [i for i, _ in fake.events()] == em.ids[:4]  # window = 4
+    fake.ack([m for _, m in fake.events()[:2]])
+    assert sink.wait_for(lambda s: s.published == 6, 5)
+    fake.ack([m for _, m in fake.events()[2:]])
+    assert sink.wait_for(lambda s: s.published == 10, 5)
+    fake.ack([m for _, m in fake.events()[6:]])
+    assert sink.flush(5) and sink.pending == 0
+    assert [i for i, _ in fake.events()] == em.ids
+    assert fake.on_topic("/available") == [b"online"]
+
+
+def test_after_a_reconnect_nothing_new_goes_out_before_the_old_in_flight_is_acked(fake_sink):
+    sink, fake = fake_sink
+    em = Emitter(sink)
+    fake.connect()
+    em.emit(6)
+    assert sink.wait_for(lambda s: s.published == 4, 5)
+    fake.drop()
+    fake.connect()  # paho re-sends the 4 in flight itself; new ones would overtake them
+    assert sink.wait_for(lambda s: len(fake.on_topic("/available")) == 2, 5)
+    settle(sink)
+    assert sink.published == 4  # the 4 from before the drop are unacknowledged: gate closed
+    fake.ack([m for _, m in fake.events()[:3]])
+    settle(sink)
+    assert sink.published == 4  # still one old event unacknowledged
+    fake.ack([fake.events()[3][1]])
+    assert sink.wait_for(lambda s: s.published == 6, 5)
+    assert [i for i, _ in fake.events()] == em.ids
+
+
+def test_counts_are_coalesced_and_republished_on_every_connect(fake_sink):
+    sink, fake = fake_sink
+    em = Emitter(sink)
+    em.emit_counts(1)
+    em.emit_counts(2)
+    em.emit_counts(3)
+    fake.connect()
+    assert sink.wait_for(lambda s: len(fake.on_topic("/counts")) == 1, 5)
+    settle(sink)
+    assert [json.loads(p)["lines"]["door"]["in"] for p in fake.on_topic("/counts")] == [3]
+    fake.drop()
+    fake.connect()
+    assert sink.wait_for(lambda s: len(fake.on_topic("/counts")) == 2, 5)
+    fake.ack([m for _, m in fake.events()])  # unknown mids (status messages) are ignored too
+    fake.ack([9999])
+    assert sink.flush(5)
+
+
+# ---- a real broker ---------------------------------------------------------------------------
+
 def test_every_event_arrives_in_order_across_a_broker_kill_and_restart(broker, tmp_path):
     topic = "streamer/cam/events"
     sub = Subscriber(broker.port, [topic], client_id="test-consumer", persistent=True)
@@ -219,6 +359,7 @@ def test_every_event_arrives_in_order_across_a_broker_kill_and_restart(broker, t
         em.emit(40)
         em.emit_counts(1)
         sub.wait(lambda s: len(s.on(topic)) >= 41, 10, "the first 41 events")
+        assert sink.flush(10)  # quiet point: everything so far delivered and acknowledged
 
         broker.freeze()  # events now go out but are never acknowledged: in flight at the kill
         em.emit(20)
@@ -289,8 +430,7 @@ def test_events_spooled_while_the_broker_is_down_survive_a_restart_of_the_sink(t
     try:
         sub = Subscriber(b.port, ["streamer/cam/events"])
         sink2 = MqttSink(cfg, "cam")
-        assert sink2.pending == 25
-        Emitter(sink2).emit(0)
+        assert sink2.spool.recovered == 25
         em2 = Emitter(sink2)
         em2.emit(5)
         assert sink2.flush(10)
@@ -337,6 +477,7 @@ def test_last_will_says_offline_when_the_process_is_killed(broker, tmp_path):
         sys.path.insert(0, {str(ROOT)!r})
         from streamer.config import MqttConfig
         from streamer.mqtt import MqttSink
+from streamer.spool import Spool
         sink = MqttSink(MqttConfig(enabled=True, url={broker.url!r},
                                    spool_dir={str(tmp_path / 'spool')!r}), "willcam")
         assert sink.wait_for(lambda s: s.connected, 10)
@@ -393,8 +534,8 @@ def test_password_never_appears_in_logs_or_events(auth_broker, tmp_path, caplog,
             assert sink.flush(10)
             sub.wait(lambda s: len(s.on("streamer/cam/events")) >= 3, 5, "3 events")
         else:
-            assert sink.wait_for(lambda s: "refused" in caplog.text, 10)
-            assert not sink.connected
+            assert sink.wait_for(lambda s: s.connect_failures >= 1, 10)
+            assert not sink.connected and "refused the connection: Not authorized" in caplog.text
         sink.close()
     sub.close()
     assert "DEBUG" in {r.levelname for r in caplog.records}  # paho's debug lines were captured
@@ -402,6 +543,57 @@ def test_password_never_appears_in_logs_or_events(auth_broker, tmp_path, caplog,
     assert all(SECRET not in m.payload.decode() for m in sub.msgs)
     if how == "url":
         assert "mqtt://***@127.0.0.1" in caplog.text
+
+
+def make_certs(d: Path) -> dict:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed: cannot make test certificates")
+    d.mkdir()
+
+    def run(*args):
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=d)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=streamer-test-ca")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, cn in (("server", "127.0.0.1"), ("client", "cam")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={cn}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", "san.ext")
+    return {"ca": d / "ca.crt", "cert": d / "server.crt", "key": d / "server.key",
+            "client_cert": d / "client.crt", "client_key": d / "client.key"}
+
+
+def test_tls_with_a_client_certificate(tmp_path, caplog):
+    certs = make_certs(tmp_path / "certs")
+    b = Broker(tmp_path / "broker", tls=certs)
+    b.start()
+    try:
+        sub = Subscriber(b.port, ["streamer/cam/events"], tls=certs)
+        cfg = make_cfg(b.url, tmp_path, ca_file=str(certs["ca"]), cert_file=str(certs["client_cert"]),
+                       key_file=str(certs["client_key"]))
+        sink = MqttSink(cfg, "cam")
+        em = Emitter(sink)
+        em.emit(5)
+        assert sink.flush(10)
+        sub.wait(lambda s: len(s.on("streamer/cam/events")) >= 5, 5, "5 events over TLS")
+        assert dedupe(sub.event_ids("streamer/cam/events")) == em.ids
+        sink.close()
+        # Without the client certificate the broker refuses the handshake: spooled, reported.
+        with caplog.at_level(logging.WARNING):
+            bare = MqttSink(make_cfg(b.url, tmp_path / "bare", ca_file=str(certs["ca"])), "cam",
+                            flush_timeout_s=0.1)
+            Emitter(bare).emit(2)
+            assert bare.wait_for(lambda s: s.connect_failures >= 1, 10)
+            assert not bare.connected and bare.pending == 2
+            bare.close()
+        assert "closed before it was accepted" in caplog.text or "cannot reach broker" in caplog.text
+        sub.close()
+    finally:
+        b.stop()
 
 
 @pytest.mark.parametrize("kw, error", [
@@ -412,11 +604,13 @@ def test_password_never_appears_in_logs_or_events(auth_broker, tmp_path, caplog,
     ({"url": "mqtts://host", "ca_file": "/nonexistent/ca.pem"}, "mqtt.ca_file: file /nonexistent/ca.pem"),
     ({"url": "mqtt://host", "ca_file": __file__}, "not mqtts://"),
     ({"url": "mqtts://host", "cert_file": __file__}, "give both"),
+    ({"url": "mqtts://host", "cert_file": __file__, "key_file": __file__}, "cannot load the TLS files"),
 ])
 def test_bad_settings_fail_at_construction_without_leaking_the_password(tmp_path, kw, error):
     with pytest.raises(ConfigError, match=error) as e:
         MqttSink(MqttConfig(enabled=True, spool_dir=str(tmp_path), **kw), "cam")
     assert "hunter2" not in str(e.value)
+    Spool(tmp_path / "cam").close()  # a refused sink leaves its spool unlocked
 
 
 def summary_payload(period_start: str, door_in: int, door_out: int, female_in: int, male_in: int) -> dict:

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import data_path
+from conftest import ROOT, data_path
 from streamer import config as config_mod
 from streamer import web
 from streamer.analyze import Analysis
@@ -68,6 +68,7 @@ class FakeAnalyzer:
         self.delay = delay
         self.calls = 0
         self.overlaps = 0
+        self.threads: set[int] = set()
         self._busy = threading.Lock()
 
     def analyze(self, image, conf=None) -> Analysis:
@@ -76,6 +77,7 @@ class FakeAnalyzer:
             self._busy.acquire()
         try:
             self.calls += 1
+            self.threads.add(threading.get_ident())
             if self.delay:
                 time.sleep(self.delay)  # stands for inference time, not for a thread wait
             h, w = image.shape[:2]
@@ -710,6 +712,49 @@ def test_real_server_concurrent_requests_never_share_an_analyzer():
     assert all(f.calls > 0 for f in fakes)  # and both were used
 
 
+def test_analysis_runs_on_the_pool_threads_not_on_request_threads():
+    """OpenCV pays a set-up per new thread (putText ~50 ms): werkzeug makes a thread per
+    connection, so the work must stay on the pool's long-lived workers."""
+    fake = FakeAnalyzer()
+    body = json.dumps({"image": b64(encode(np.zeros((16, 16, 3), np.uint8)))}).encode()
+    with running_server(make_app(analyzer=fake)) as srv:
+        for _ in range(6):  # a new connection (so a new server thread) per request
+            assert request_to(srv, "POST", "/analyze", body, {"Content-Type": "application/json"})[0] == 200
+    assert fake.calls == 6 and len(fake.threads) == 1
+
+
+def test_pool_timeout_is_503_busy_and_the_job_is_dropped():
+    slow = FakeAnalyzer(delay=0.3)
+    pool = web.AnalyzerPool([slow])
+    img = np.zeros((8, 8, 3), np.uint8)
+    try:
+        first = threading.Thread(target=pool.run, args=(img, None))
+        first.start()
+        with pytest.raises(web.ApiError) as e:
+            pool.run(img, None, timeout=0.05)
+        assert (e.value.status, e.value.code) == (503, "busy")
+        first.join(5)
+        assert pool.run(img, 80).jpeg[:2] == b"\xff\xd8"
+        assert slow.calls == 2  # the timed-out job was cancelled before it started
+    finally:
+        pool.close()
+
+
+def test_pool_worker_exception_reaches_the_request():
+    class Broken:
+        def analyze(self, image, conf=None):
+            raise ValueError("bad net")
+
+    pool = web.AnalyzerPool([Broken()])
+    try:
+        with pytest.raises(ValueError, match="bad net"):
+            pool.run(np.zeros((8, 8, 3), np.uint8), None)
+        with pytest.raises(ValueError):  # the worker survives its job's exception
+            pool.run(np.zeros((8, 8, 3), np.uint8), None)
+    finally:
+        pool.close()
+
+
 def test_real_server_mjpeg_stream_and_shutdown():
     mj = LatestJpeg()
     stop = threading.Event()
@@ -833,3 +878,42 @@ def test_stream_serve_wiring_with_a_real_pipeline():
     finally:
         pipeline.stop()
         server.shutdown()
+
+
+@needs_models
+def test_run_py_serve_end_to_end(tmp_path):
+    """``python run.py serve --port P``: serves, logs one line per request, stops on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    cfg = tmp_path / "web.yaml"
+    cfg.write_text("web:\n  token: t0ken\n")
+    proc = subprocess.Popen([sys.executable, "run.py", "serve", "--config", str(cfg), "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # printed once the models are loaded and the port is bound
+        assert line.strip() == f"serving on http://127.0.0.1:{port}", (line, proc.stderr.read()[-2000:])
+        srv = SimpleNamespace(port=port)
+        assert request_to(srv, "GET", "/healthz")[0] == 200
+        assert request_to(srv, "GET", "/")[0] == 200
+        st, _, data = request_to(srv, "POST", "/analyze", face_jpeg(), {"Content-Type": "image/jpeg"})
+        assert st == 401 and json.loads(data)["code"] == "unauthorized"
+        st, _, data = request_to(srv, "POST", "/analyze", face_jpeg(),
+                                 {"Content-Type": "image/jpeg", "Authorization": "Bearer t0ken"})
+        assert st == 200 and len(json.loads(data)["faces"]) == 1
+        st, _, data = request_to(srv, "POST", "/analyze", b"\x00junk",
+                                 {"Content-Type": "image/png", "Authorization": "Bearer t0ken"})
+        assert st == 400 and json.loads(data)["code"] == "not_an_image"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        err = proc.stderr.read()
+        assert "127.0.0.1 GET /healthz 200 " in err
+        assert "127.0.0.1 POST /analyze 200 " in err and "faces=1" in err
+        assert "127.0.0.1 POST /analyze 400 " in err and "code=not_an_image" in err
+        assert "Traceback" not in err and "Debugger" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
