@@ -14,6 +14,7 @@ just the array) gives a C-contiguous ``H x W x 3`` BGR ``uint8`` image that is
   grayscale and palette images are expanded to three channels; CMYK/YCCK JPEGs are converted by
   Pillow (which honours the Adobe inverted-CMYK marker; OpenCV's conversion is a little off);
 - the first frame of an animated GIF/WebP/multi-page TIFF;
+- in the file's own RGB values: ICC profiles are not applied (sRGB is assumed, as OpenCV does);
 - at most ``max_side`` pixels on its long side: larger images are reduced with INTER_AREA
   (for JPEG, first by libjpeg's DCT scaling, 1/2, 1/4 or 1/8, which is both fast and a good
   low-pass filter, then INTER_AREA for the remainder). ``DecodedImage.width/height`` keep the
@@ -31,13 +32,17 @@ Anything else raises ``ImageError(message, code)`` with ``code`` one of:
                     without allocating 2.7 GB);
 ``unsupported``     a real image in a format or variant this module does not decode (HEIC/AVIF,
                     JPEG 2000, JPEG XL, PSD, ICO, floating-point TIFF, ...);
-``unreadable``      (``load`` only) the file cannot be read (missing, permission, a folder).
+``unreadable``      (``load``/``read_file`` only) the file cannot be read (missing, permission,
+                    a folder).
 
 Formats decoded: JPEG, PNG, GIF, BMP, WebP, TIFF. Per-format choice, for speed on the common
 case: baseline/progressive JPEG (1 or 3 components) and PNG go through ``cv2.imdecode`` (a
 640x480 JPEG costs ~1.5 ms here); header checks for both are a few microseconds of marker and
 chunk walking in Python. CMYK JPEG, GIF, BMP, WebP, TIFF and anything OpenCV refuses go through
 Pillow. Thread-safe (no global state is changed), so web server threads may call it concurrently.
+Limits: every PNG chunk's CRC is checked (zlib, about 1 ms per MB); Pillow-decoded formats are
+also subject to Pillow's own bomb guard, which refuses more than 2 x ``Image.MAX_IMAGE_PIXELS``
+(~179 M) even if ``max_pixels`` is set higher (reported as ``too_many_pixels`` too).
 """
 
 from __future__ import annotations
@@ -350,7 +355,10 @@ def _decode_pillow(data: bytes, fmt: str, max_pixels: int) -> np.ndarray:
         try:
             im.seek(0)  # first frame of an animation / first page
             im.load()
-            im = ImageOps.exif_transpose(im)
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:  # noqa: BLE001 - a malformed EXIF block is no reason to refuse
+                pass
             return _pil_to_bgr8(im)
         except ImageError:
             raise
