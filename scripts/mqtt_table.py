@@ -17,8 +17,8 @@ How it aggregates, and why this is safe with at-least-once delivery:
   ``cross`` refreshes.
 
 ``--duration N`` exits after N seconds, ``--plain`` prints without clearing the screen and
-``--json`` prints one JSON object (rows, total, duplicates) per refresh (scripts, tests). The password may come from ``--password``, the URL, or ``$MQTT_PASSWORD``;
-it is never printed.
+``--json`` prints one JSON object (rows, total, duplicates) per refresh (scripts, tests).
+The password may come from ``--password``, the URL, or ``$MQTT_PASSWORD``; it is never printed.
 """
 
 from __future__ import annotations

@@ -249,6 +249,10 @@ def profile(clip: str | Path, max_frames: int = 0, cprofile_top: int = 12, confi
     out_stages = {k: {"ms": round(v / n * 1000, 2), "cpu_ms": round(cpu[k] / n * 1000, 2),
                       "share": round(v / headless, 3) if k in HEADLESS and headless else None,
                       "note": NOTES[k]} for k, v in stages.items()}
+    # How often the per-face stages ran: chips per frame vs faces the nets saw per frame.
+    out_stages["chips"]["calls_per_frame"] = round(timers.n["chips"] / n, 3)
+    out_stages["nets"]["calls_per_frame"] = round(timers.n["nets"] / n, 3)
+    faces_classified = getattr(proc.attributes, "calls", None) if proc.attributes is not None else None
     inference_ms = timers.t["process"] / n * 1000
     decode_ms = stages["decode"] / n * 1000
     top = []
@@ -262,6 +266,7 @@ def profile(clip: str | Path, max_frames: int = 0, cprofile_top: int = 12, confi
     biggest = max(HEADLESS, key=lambda k: stages[k])
     return {
         "clip": str(clip), "frames": n, "faces_per_frame": round(faces / n, 2),
+        "faces_classified_per_frame": round(faces_classified / n, 3) if faces_classified is not None else None,
         "attributes_present": attributes_present, "attribute_nets_timed": nets_found,
         "stages": out_stages,
         "inference_ms_per_frame": round(inference_ms, 2),
@@ -296,7 +301,10 @@ def main() -> int:
     if a.no_attributes:
         o["attributes.enabled"] = False
     r = profile(clip, a.frames, a.cprofile, o)
-    print(f"{r['frames']} frames of {r['clip']}, {r['faces_per_frame']} faces/frame")
+    print(f"{r['frames']} frames of {r['clip']}, {r['faces_per_frame']} faces/frame, "
+          f"face_chips {r['stages']['chips']['calls_per_frame']}/frame, faces classified "
+          f"{r['faces_classified_per_frame']}/frame, attribute-net forward calls "
+          f"{r['stages']['nets']['calls_per_frame']}/frame")
     print(f"{'stage':<12}{'ms/frame':>10}{'cpu ms':>8}{'share':>8}  what")
     for k, v in r["stages"].items():
         share = f"{v['share']:.0%}" if v["share"] is not None else ""

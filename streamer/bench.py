@@ -161,7 +161,7 @@ class Clips:
 
     def get(self, res: str, fps: Optional[int] = None) -> Path:
         w, h = RESOLUTIONS[res]
-        tag = f"{res}" + (f"_{fps}fps" if fps else "") + ("_q" if self.quick else "")
+        tag = f"{res}" + (f"_{fps}fps" if fps else "") + ("_q" if self.quick else "") + "_v2"
         out = self.cache / f"hamilton_{tag}.mp4"
         if out.is_file() and out.stat().st_size > 0:
             return out
@@ -169,14 +169,21 @@ class Clips:
             raise SystemExit("bench: ffmpeg is needed to make the benchmark clips (apt-get install ffmpeg)")
         self.cache.mkdir(parents=True, exist_ok=True)
         vf = f"scale={w}:{h}:flags=bicubic" + (f",fps={fps}" if fps else "")
+        # passthrough: keep the source's 275 frames (the default constant-rate muxing pads the
+        # clip to its audio's length with duplicated frames); the fps filter sets its own rate.
         cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(self.src), "-an",
-               "-vf", vf, "-c:v", "libx264", "-preset", "medium", "-crf", "23",
-               "-pix_fmt", "yuv420p"]
+               "-vf", vf] + ([] if fps else ["-fps_mode", "passthrough"]) + [
+               "-c:v", "libx264", "-preset", "medium", "-crf", "23", "-pix_fmt", "yuv420p"]
         if self.quick:
             cmd += ["-frames:v", "60"]
         tmp = out.with_suffix(".part.mp4")
         _say(f"encoding {out.name}")
-        subprocess.run(cmd + [str(tmp)], check=True, timeout=600)
+        r = subprocess.run(cmd + [str(tmp)], timeout=600)
+        if r.returncode != 0 and "-fps_mode" in cmd:  # ffmpeg < 5.1 spells it -vsync
+            cmd[cmd.index("-fps_mode")] = "-vsync"
+            r = subprocess.run(cmd + [str(tmp)], timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(f"ffmpeg failed ({r.returncode}) making {out.name}")
         tmp.replace(out)
         return out
 
@@ -338,7 +345,6 @@ class Bench:
         self.cache = Path(a.cache)
         self.clips = Clips(self.cache / "clips", self.quick)
         self.max_frames = 40 if self.quick else 0
-        self.notes: list[str] = []
 
     # fps ------------------------------------------------------------------------------------
     def fps(self) -> dict:
@@ -1266,19 +1272,20 @@ class Report:
             rows.append([res, r.get("frames"), r.get("decode_fps"), r.get("pipeline_fps"), r.get("seed_fps"),
                          f"{r['pipeline_vs_decode']:.0%}" if r.get("pipeline_vs_decode") else None,
                          f"{r['pipeline_vs_seed']:.1f}x" if r.get("pipeline_vs_seed") else None,
-                         r.get("pipeline_attribute_calls_per_frame"), r.get("seed_faces_per_frame")])
+                         r.get("pipeline_faces_per_frame"), r.get("pipeline_attribute_calls_per_frame"),
+                         r.get("seed_faces_per_frame")])
         var = [[f"{res}, {name}", v.get("pipeline_fps"), f"{v['vs_decode']:.0%}" if v.get("vs_decode") else None,
                 f"{v['vs_default']:.2f}x" if v.get("vs_default") else None, v.get("runs")]
                for res, r in d.get("rows", {}).items() for name, v in (r.get("variants") or {}).items()]
         runs = {res: r.get("runs") for res, r in d.get("rows", {}).items()}
         return [_table(["clip", "frames", "decode-only fps", "pipeline fps", "seed's way fps",
-                        "pipeline / decode", "pipeline / seed", "pipeline attr calls/frame",
-                        "seed attr calls/frame"], rows), "",
+                        "pipeline / decode", "pipeline / seed", "pipeline faces/frame (YuNet)",
+                        "pipeline attr calls/frame", "seed faces = attr calls/frame (res10)"], rows), "",
                 "Pipeline: `app.build_pipeline`, file source (never drops), headless, no video output, "
                 "YuNet on every frame, tracking, attributes for tracks due. Decode-only: a "
                 "`cv2.VideoCapture.read` loop. Seed's way: one loop, res10 SSD (ssd_tf), both "
                 "attribute nets on every face of every frame, one `blobFromImage` per face and net (res10 finds "
-                "fewer faces than YuNet here, see the last two columns, so its attribute work is "
+                "fewer faces than YuNet here, see the last columns, so its attribute work is "
                 "smaller than the same faces would cost). "
                 f"All runs: `{json.dumps(runs)}`."] + ([
                 "", "Candidate optimisations of the detector (the biggest item, see the profile), same "
@@ -1468,6 +1475,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default=str(ROOT / "bench"), help="folder for results.md / results.json")
     p.add_argument("--cache", default=str(ROOT / "out" / "bench"), help="folder for scaled clips and scratch")
     p.add_argument("--fresh", action="store_true", help="start a new results.json instead of merging")
+    p.add_argument("--render", action="store_true",
+                   help="only rewrite results.md from results.json (no measurement)")
     p.add_argument("--density-seconds", type=float, help="length of each density trial")
     p.add_argument("--density-max", type=int, help="most streams tried")
 
@@ -1499,6 +1508,13 @@ def run_cli(a: argparse.Namespace) -> int:
         except ValueError:
             results = {}
     results.setdefault("sections", {})
+    if a.render:
+        if not results.get("meta"):
+            from .errors import StreamerError
+            raise StreamerError(f"--render needs an existing {jpath}")
+        mpath.write_text(render_md(results))
+        print(f"bench: wrote {mpath} from {jpath}")
+        return 0
     argv = " ".join(shlex.quote(x) for x in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "bench"
     results["meta"] = {"machine": machine_info(), "command": f"python run.py {argv}",
                        "when": _now(), "quick": bool(a.quick), "runs": a.runs or (1 if a.quick else 3),

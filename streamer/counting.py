@@ -231,6 +231,14 @@ class _TrackState:
 
 
 class Counter:
+    """Lines and zones of one camera (see the module docstring for the rules).
+
+    ``make_event(type, ts, frame_id, payload) -> Event`` stamps ids (default: a private
+    ``EventBuilder``, ids unique across restarts); ``clock() -> epoch seconds`` drives the reset
+    schedule and the persistence throttle (tests inject a fake one; event times always come
+    from the frames and ``tick``).
+    """
+
     def __init__(self, cfg: CountingConfig, camera: str,
                  make_event: Optional[Callable[[str, float, int, dict], Event]] = None,
                  clock: Callable[[], float] = time.time):

@@ -35,8 +35,9 @@ Secrets: the password (config or URL) is passed to paho only. Our messages show 
 redacted (``mqtt://***@host:1883``) and paho's own log lines go through a filter that masks
 the password should it ever appear.
 
-``close()`` waits up to ``flush_timeout_s`` (1 s) for the spool to drain, publishes
-``offline``, disconnects; whatever is still unacknowledged stays in the spool for the next run.
+``close()`` waits up to ``flush_timeout_s`` (1 s) for the spool to drain while connected,
+publishes ``offline``, disconnects, all within about 1.5 s even with a hung broker; whatever is
+still unacknowledged stays in the spool for the next run.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ class MqttSink:
         log.addFilter(self._redact)
         self._paho_log = logging.getLogger(__name__ + ".paho")
         self._paho_log.addFilter(self._redact)
+        self._paho_log.addFilter(self._quiet_after_close)
 
         self._cond = threading.Condition()
         self._acks: collections.deque[int] = collections.deque()  # mids from on_publish
@@ -235,23 +237,25 @@ class MqttSink:
         if self._closed:
             return
         deadline = time.monotonic() + self.flush_timeout_s
-        self.flush(self.flush_timeout_s)
+        # Flush only while connected: with the broker away, waiting cannot send anything.
+        self.wait_for(lambda s: len(s.spool) == 0 or not s._connected, self.flush_timeout_s)
         self._closed = True
         if self._connected:
             try:
                 info = self._client.publish(self.topic_available, "offline", qos=self.cfg.qos, retain=True)
-                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+                info.wait_for_publish(max(0.05, deadline - time.monotonic()))
             except (RuntimeError, ValueError) as e:
                 log.warning("mqtt: could not publish offline: %s", e)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._sender.join(1.0)
+        self._sender.join(0.5)
         self._client.disconnect()
-        # loop_stop() joins paho's thread without a timeout; never let close() hang on it.
+        # loop_stop() joins paho's thread without a timeout (and paho sleeps up to 1 s between
+        # reconnect attempts); never let close() hang on it: the thread is a daemon.
         stopper = threading.Thread(target=self._client.loop_stop, daemon=True)
         stopper.start()
-        stopper.join(1.0)
+        stopper.join(0.5)
         self._apply_acks()
         left = len(self.spool)
         self._release()
@@ -268,6 +272,11 @@ class MqttSink:
         finally:
             log.removeFilter(self._redact)
             self._paho_log.removeFilter(self._redact)
+            self._paho_log.removeFilter(self._quiet_after_close)
+
+    def _quiet_after_close(self, record: logging.LogRecord) -> bool:
+        # paho 2.2 logs an ERROR when its loop notices our own clean disconnect; not an error.
+        return not (self._closed and record.getMessage().startswith("Client is not connected"))
 
     # ---- paho callbacks (paho's network thread: no disk, no blocking) -----------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -5,10 +5,11 @@ Two halves in one file:
   GstRtspServer come from Debian packages, not from the venv):
       /usr/bin/python3 tests/rtsp_server.py PORT CLIP.h264 FPS [USER PASSWORD]
   It serves ``rtsp://127.0.0.1:PORT/cam`` and prints ``ready`` once it listens. The clip is a
-  raw H.264 byte stream (``RtspServer`` makes it from an mp4 with ``ffmpeg -c copy``): raw
-  Annex-B bytes can be concatenated, so ``multifilesrc loop=true`` plays it forever while
-  ``h264parse`` keeps the timestamps increasing. With USER and PASSWORD, Basic auth is
-  required, so a test proves that credentials in the URL are really sent (and never shown).
+  raw H.264 byte stream (``extract_h264`` makes it from an mp4 with ``ffmpeg -c copy``): raw
+  Annex-B bytes can be concatenated, so ``multifilesrc loop=true`` plays it forever; it is
+  decoded and re-encoded (x264 zerolatency, 1 s GOP) so that timestamps run on across loops
+  and the stream looks like a camera's. With USER and PASSWORD, Basic auth is required, so a
+  test proves that credentials in the URL are really sent (and never shown).
 - ``RtspServer`` is the test-side handle (venv python): start, kill, restart on the same port.
 - ``StreamerProcess`` runs the real CLI (``run.py stream``) against it, as a user would, with
   its output in files (a pipe nobody drains would block a long run) and the events file read as

@@ -17,10 +17,10 @@ Scene (lanes are face-centre heights; faces are 180 px, 12 px per frame):
 Expected: door in 3 / out 2, upper in 1 / out 0, 6 people.
 
 Gender mix. The test asserts the split by gender exactly against the labels, so it uses only
-crops the default (dlib) gender net classifies correctly and confidently (>= 0.98 pasted
-at three places of the background, with the pipeline's detector and alignment); they are listed below by file name. This is
-a test of counting and of attributes reaching the counts, not of the classifier's accuracy
-(that is measured on all 305 crops by the attribute tests and the bench).
+crops the default (dlib) gender net classifies correctly and confidently: >= 0.98 when pasted
+at three places of this background and judged through the pipeline's detector and alignment
+(listed below by file name). This tests counting and attributes reaching the counts, not the
+classifier's accuracy, which is measured on all 305 crops by the attribute tests and bench.
 """
 
 from __future__ import annotations

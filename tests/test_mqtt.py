@@ -1,9 +1,10 @@
 """The MQTT sink against a real Mosquitto broker started per test on a free port.
 
 The sender's window and reconnect rules are first pinned down with a fake paho client driven
-by hand (no broker). Delivery is at-least-once (QoS 1): a consumer deduplicates by event id. These tests assert
-that after dedupe every emitted event arrived, in emission order, across a broker killed in
-the middle of a run (with events in flight) and restarted on the same port.
+by hand (no broker). Delivery is at-least-once (QoS 1): a consumer deduplicates by event id.
+The broker tests assert that after dedupe every emitted event arrived, in emission order,
+across a broker killed in the middle of a run (with events in flight) and restarted on the
+same port.
 
 To make "arrived" depend only on the sink, the subscriber has a persistent session (clean
 session off, QoS 1) saved to the broker's database before the run (SIGUSR1), so the restarted
@@ -465,7 +466,7 @@ def test_emit_and_close_never_wait_on_a_frozen_broker(broker, tmp_path):
     assert sink.pending == 2000
     t0 = time.monotonic()
     sink.close()
-    assert time.monotonic() - t0 < 3.5  # ~1 s flush + bounded offline publish and disconnect
+    assert time.monotonic() - t0 < 2.0  # 1 s flush budget + bounded disconnect
     broker.kill()
 
 
@@ -477,7 +478,6 @@ def test_last_will_says_offline_when_the_process_is_killed(broker, tmp_path):
         sys.path.insert(0, {str(ROOT)!r})
         from streamer.config import MqttConfig
         from streamer.mqtt import MqttSink
-from streamer.spool import Spool
         sink = MqttSink(MqttConfig(enabled=True, url={broker.url!r},
                                    spool_dir={str(tmp_path / 'spool')!r}), "willcam")
         assert sink.wait_for(lambda s: s.connected, 10)

@@ -198,3 +198,44 @@ def test_lag_stays_bounded_when_inference_is_slower_than_the_camera(clip, tmp_pa
     late = [x for t, x in lat if t > t_end - 2.0]
     early = [x for t, x in lat if t < lat[0][0] + 3.0]
     assert sum(late) / len(late) < sum(early) / len(early) + 0.1
+
+
+def test_ffmpeg_timeout_option_ends_an_open_against_a_silent_server(tmp_path):
+    """A server that accepts TCP and never answers (a wedged camera). open_timeout_s is 30 s,
+    read_timeout_s 1 s: only FFmpeg's socket ``timeout`` option, passed through
+    OPENCV_FFMPEG_CAPTURE_OPTIONS, can end the open this early. If a future FFmpeg renamed the
+    option (as it did ``stimeout``), this test would take 30 s and fail."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held: list = []
+    stop = threading.Event()
+
+    def accept():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        url = f"rtsp://{USER}:{SECRET}@127.0.0.1:{srv.getsockname()[1]}/x"
+        st = StreamerProcess(tmp_path, url, {"source": {"open_timeout_s": 30.0,
+                                                        "read_timeout_s": 1.0}})
+        st.proc.wait(60)
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        for c in held:
+            c.close()
+        srv.close()
+    print(f"silent server: CLI gave up after {took:.2f} s (process start included)")
+    assert st.proc.returncode == 1 and held
+    assert "cannot open stream rtsp://***@127.0.0.1" in st.stderr()
+    assert SECRET not in st.stderr() + st.stdout()
+    assert took < 10.0
