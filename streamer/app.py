@@ -40,12 +40,13 @@ def build_processor(cfg: Config, detector=None, nets=None) -> Processor:
         from . import attributes
         attrs = attributes.TrackAttributes(nets or build_attribute_nets(cfg), cfg.attributes)
     cut = scenecut.SceneCutDetector(cfg.tracker.scene_cut_threshold) if cfg.tracker.scene_cut_threshold > 0 else None
+    events = EventBuilder(cfg.camera, cfg.events)
     counter = None
     if cfg.counting.lines or cfg.counting.zones or cfg.mqtt.enabled:
         from . import counting
-        counter = counting.Counter(cfg.counting, cfg.camera)
+        counter = counting.Counter(cfg.counting, cfg.camera, make_event=events.make)
     return Processor(detector, track.Tracker(cfg.tracker, high_score=cfg.detector.score_threshold),
-                     EventBuilder(cfg.camera, cfg.events), attrs, cut, counter)
+                     events, attrs, cut, counter)
 
 
 def build_sinks(cfg: Config, extra=()) -> SinkSet:
