@@ -86,7 +86,9 @@ def verdict(rows: list[dict], duration: float) -> dict:
     end = statistics.median(r["rss_mb"] for r in after[-3:])
     growth = (end - base) / base * 100.0
     ts = [r["t_s"] for r in after]
-    rss_slope_h = slope(ts, [r["rss_mb"] for r in after]) * 3600.0
+    # A slope from a few minutes extrapolates one allocator step to an hour: only past 5 min.
+    rss_slope_h = (round(slope(ts, [r["rss_mb"] for r in after]) * 3600.0, 1)
+                   if ts[-1] - ts[0] >= 300 else None)
     fps = [r["fps"] for r in after]
     fps_mean = statistics.fmean(fps)
     fps_trend = slope(ts, fps) * (ts[-1] - ts[0]) / fps_mean * 100.0 if fps_mean else 0.0
@@ -96,7 +98,7 @@ def verdict(rows: list[dict], duration: float) -> dict:
         "rss_mb_after_warmup": round(base, 1),
         "rss_mb_end": round(end, 1),
         "rss_growth_pct": round(growth, 2),
-        "rss_slope_mb_per_h": round(rss_slope_h, 1),
+        "rss_slope_mb_per_h": rss_slope_h,
         "fps_mean": round(fps_mean, 2),
         "fps_min": round(min(fps), 2),
         "fps_max": round(max(fps), 2),
@@ -200,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     if "reason" in v:
         print(f"INCONCLUSIVE  {v['reason']}")
         return 1
+    slope_h = v["rss_slope_mb_per_h"]
     print(f"RSS      {'PASS' if v['ok'] else 'FAIL'}  {v['rss_mb_after_warmup']} MB after "
           f"{v['warmup_s']} s warm-up -> {v['rss_mb_end']} MB at the end "
           f"({v['rss_growth_pct']:+.2f} %, limit {RSS_LIMIT_PCT:g} %; slope "
-          f"{v['rss_slope_mb_per_h']:+.1f} MB/h)")
+          + (f"{slope_h:+.1f} MB/h)" if slope_h is not None else "n/a under 5 min)"))
     print(f"fps      {'stable' if v['fps_stable'] else 'WARN'}  mean {v['fps_mean']} "
           f"(min {v['fps_min']}, max {v['fps_max']}), trend {v['fps_trend_pct']:+.1f} % over "
           "the run (noisy on a shared machine)")

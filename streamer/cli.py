@@ -130,9 +130,10 @@ def format_summary(s: dict, cfg) -> str:
     ]
     if s["sink_errors"]:
         lines.append(f"sink errors   {json.dumps(s['sink_errors'])}")
-    if s["reconnects"] or s["stage_errors"] or s["thread_restarts"]:
-        lines.append(f"faults        reconnects {s['reconnects']}, stage errors {s['stage_errors']}, "
-                     f"thread restarts {s['thread_restarts']}")
+    faults = {k: s.get(k, 0) for k in ("outages", "reconnects", "decode_errors", "stage_errors",
+                                        "hung_calls", "thread_restarts")}
+    if any(faults.values()):
+        lines.append("faults        " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in faults.items()))
     if cfg.output.video:
         lines.append(f"video         {cfg.output.video}")
     if cfg.events.jsonl:
