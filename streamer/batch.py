@@ -667,6 +667,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="skip images already in faces.csv; re-attempt those in errors.csv")
     p.add_argument("--config", help="YAML config (default config/default.yaml)")
+    p.error = _usage_error  # argparse exits 2, which here means "some images failed"
+
+
+def _usage_error(message: str) -> None:
+    print(f"error: batch: {message} (see run.py batch --help)", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
 
 
 def options_from(a: argparse.Namespace, cfg) -> Options:

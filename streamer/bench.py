@@ -519,7 +519,7 @@ class Bench:
     def density(self) -> dict:
         clip = self.clips.get("720p", fps=15)
         seconds = self.a.density_seconds or (3.0 if self.quick else 15.0)
-        limit = self.a.density_max or (2 if self.quick else 16)
+        limit = self.a.density_max or (2 if self.quick else 12)
         variants = ["default"] if self.quick else list(self.DENSITY_VARIANTS)
         out = {"seconds_per_trial": seconds, "fps": 15, "resolution": "720p",
                "criterion": f"drops < {DENSITY_MAX_DROP:.0%} and every stream >= "

@@ -472,7 +472,10 @@ def test_real_non_recursive_hd_reduction_and_exit_0(mixed, tmp_path):
     (lambda i, o: ["--input", i, "--output", o, "--conf", "1.5"], "batch.conf"),
     (lambda i, o: ["--input", i, "--output", o, "--workers", "-1"], "batch.workers"),
     (lambda i, o: ["--input", i, "--output", o, "--config", i / "missing.yaml"], "does not exist"),
-], ids=["missing input", "output inside input", "conf", "workers", "config"])
+    (lambda i, o: ["--input", i], "--output"),
+    (lambda i, o: ["--input", i, "--output", o, "--conf", "high"], "invalid float value"),
+], ids=["missing input", "output inside input", "conf", "workers", "config", "no output",
+        "conf not a number"])
 def test_cli_usage_errors_exit_1_with_one_line(tmp_path, args, message):
     inp = tmp_path / "in"
     inp.mkdir()
