@@ -147,11 +147,9 @@ def profile(clip: str | Path, max_frames: int = 0, cprofile_top: int = 12, confi
     from streamer.types import Frame, Stats
 
     o = {"source.uri": str(clip)}
-    try:
-        import streamer.attributes  # noqa: F401
-        attributes_present = True
-    except ImportError:
-        attributes_present = False
+    import importlib.util
+    attributes_present = importlib.util.find_spec("streamer.attributes") is not None
+    if not attributes_present:
         o["attributes.enabled"] = False
     o.update(config_overrides or {})
     attributes_present = attributes_present and o.get("attributes.enabled", True)

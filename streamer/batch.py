@@ -25,7 +25,8 @@ decoded with libjpeg's DCT scaling to no less than 1.5x ``detector.width`` (960 
 detector only sees a copy ``detector.width`` wide, and decoding plus annotating at half size
 costs a third of the full-size work. When a face is then too narrow for the attribute nets
 (``attributes.min_face_px``) but would not be at full size, the image is analysed again at full
-resolution, so no attribute answer is lost to the reduction.
+resolution, so no attribute answer is lost to the reduction; ``detector.min_face_px`` is applied
+to boxes in original pixels, so no face is lost either.
 
 Safety: outputs never leave ``--output``. Symlinks with an absolute target, symlinks resolving
 outside the input tree, broken symlinks and symlinked folders (with ``--recursive``) are not
@@ -148,6 +149,7 @@ class Options:
     jpeg_quality: int
     min_side: int = 0  # JPEG DCT-reduction floor on the long side; 0 = full resolution
     attr_min_face_px: int = 36  # attributes.min_face_px (see Worker._needs_full_resolution)
+    min_face_px: int = 0  # detector.min_face_px, applied here in original pixels (see run)
 
 
 @dataclass(frozen=True)
@@ -296,13 +298,17 @@ class Worker:
             if self._needs_full_resolution(dec, analysis):
                 dec = imageio.decode(data, o.max_side, o.max_pixels)
                 analysis = self.analyzer.analyze(dec.image, o.conf)
-            rows = []
-            for i, f in enumerate(analysis.faces):
+            faces, rows = [], []
+            for f in analysis.faces:
+                box = dec.to_original(f.box)
+                if min(box[2] - box[0], box[3] - box[1]) < o.min_face_px:
+                    continue  # detector.min_face_px, in original pixels whatever the scale
                 a = f.attributes
-                rows.append(FaceRow(i, dec.to_original(f.box), f.score, a.gender,
-                                    a.gender_confidence, a.age, a.age_low, a.age_high))
+                rows.append(FaceRow(len(faces), box, f.score, a.gender, a.gender_confidence,
+                                    a.age, a.age_low, a.age_high))
+                faces.append(f)
             if o.annotate:
-                self._write_annotated(item.rel, dec.image, analysis.faces)
+                self._write_annotated(item.rel, dec.image, faces)
         except Exception as e:  # noqa: BLE001 - one bad image must not stop the batch
             return ImageResult(item.rel, error=f"failed: {type(e).__name__}: {_one_line(e)}",
                                retryable=True)
@@ -603,6 +609,10 @@ def run(opts: Options, cfg, make_analyzer: Callable = real_analyzer,
     from tqdm import tqdm
 
     check_paths(opts)
+    # The detector drops faces under detector.min_face_px in the pixels it is given; batch
+    # applies that limit itself in original pixels (Options.min_face_px), so a reduced decode
+    # does not drop faces a full-size one keeps.
+    cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, min_face_px=0))
     # Load the models once here first: a missing or altered model file is then one clear error
     # instead of every worker's initializer failing.
     make_analyzer(cfg)
@@ -680,7 +690,8 @@ def options_from(a: argparse.Namespace, cfg) -> Options:
                    cfg.batch.recursive, cfg.batch.annotate, bool(a.resume), cfg.web.max_side,
                    cfg.web.max_pixels, cfg.web.jpeg_quality,
                    min_side=round(DECODE_FLOOR_PER_DETECTOR_WIDTH * cfg.detector.width),
-                   attr_min_face_px=cfg.attributes.min_face_px if cfg.attributes.enabled else 0)
+                   attr_min_face_px=cfg.attributes.min_face_px if cfg.attributes.enabled else 0,
+                   min_face_px=cfg.detector.min_face_px)
 
 
 def run_cli(a: argparse.Namespace) -> int:

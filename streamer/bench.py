@@ -633,7 +633,8 @@ class Bench:
             if self.quick:
                 cmd += ["--quick"] if has_quick else list(quick_fallback)
             cmd += extra
-            shown = "python " + " ".join(shlex.quote(c) for c in cmd[1:]).replace(str(ROOT) + "/", "")
+            shown = "python " + " ".join(shlex.quote(c) for c in cmd[1:]).replace(
+                str(out), "OUT").replace(str(ROOT) + "/", "")
             _say("running " + shown)
             r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
             if r.returncode != 0:
@@ -1367,7 +1368,7 @@ class Report:
         la, lj = res["latency_annotated"], res.get("latency_json_only", {})
         ta, tj = res.get("throughput_annotated", {}), res.get("throughput_json_only", {})
         b = la.get("server_ms_p50", {})
-        return [f"`{res.get('command') or d.get('command', '')}` — image: {res.get('image')}", "",
+        return [f"`{d.get('command') or res.get('command', '')}` — image: {res.get('image')}", "",
                 _table(["measure", "annotated (default)", "`?annotate=0`"], [
                     ["p50 latency, 1 client (ms)", la.get("p50_ms"), lj.get("p50_ms")],
                     ["p95 latency, 1 client (ms)", la.get("p95_ms"), lj.get("p95_ms")],

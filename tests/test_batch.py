@@ -248,6 +248,21 @@ def test_stop_event_leaves_whole_images_and_resume_completes(tmp_path, monkeypat
     assert not second.interrupted
 
 
+@pytest.mark.parametrize("min_face_px,kept", [(300, True), (600, False)])
+def test_worker_maps_boxes_to_original_and_filters_faces_there(tmp_path, min_face_px, kept):
+    """A 2000x1000 JPEG is decoded at 1000x500 (DCT 1/2); the fake's face is 250 px wide there,
+    500 px in the original: detector.min_face_px is judged on the 500."""
+    src = solid(tmp_path / "wide.jpg", size=(2000, 1000))
+    opts = options(tmp_path, tmp_path / "out", annotate=False, min_side=960,
+                   min_face_px=min_face_px)
+    res = batch.Worker(batch_fakes.FakeAnalyzer(tmp_path), opts).process(batch.Item("wide.jpg", str(src)))
+    assert res.ok
+    if kept:
+        assert [f.box for f in res.faces] == [(500.0, 250.0, 1000.0, 750.0)]
+    else:
+        assert res.faces == ()
+
+
 @pytest.mark.parametrize("die,message", [
     (False, "worker cannot start: RuntimeError: model file vanished"),
     (True, "died 5 times in a row"),
