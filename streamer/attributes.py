@@ -317,8 +317,12 @@ class _TrackState:
     best_quality: float = 0.0
     last_frame: Optional[int] = None  # frame of the last classification
     due_since: Optional[int] = None  # first frame it was due and not served (for fairness)
+    next_look: int = 0  # earliest frame for an unscheduled look (retry or better view)
     reason: Optional[str] = None  # why it has no answer yet
     answer: Optional[Attributes] = field(default=None, repr=False)
+
+
+LOOK_AGAIN_FRAMES = 5  # after a rejected look, skip this many frames before cutting a chip again
 
 
 class TrackAttributes:
@@ -371,6 +375,8 @@ class TrackAttributes:
                 if st.answer is None:
                     st.reason = "track not confirmed yet" if not t.confirmed else "face not detected in this frame"
                 continue
+            if frame_id < st.next_look:
+                continue
             regular = st.last_frame is None or frame_id - st.last_frame >= cfg.reclassify_every
             if regular:
                 if st.due_since is None:
@@ -392,12 +398,17 @@ class TrackAttributes:
                     st.reason = "waiting for a classification slot"
                 continue
             judged = self.estimator.judge(image, t.box, t.landmarks)
-            if judged.reason is not None:
-                if st.answer is None:
+            if judged.reason is not None or not (
+                    regular or judged.chips.quality.score > st.best_quality * cfg.better_view_ratio):
+                # A chip was cut for nothing (too blurred, or not a better view after all):
+                # look again only a few frames later, so a face that stays blurred does not
+                # cost a chip every frame. "Too small" is decided from the box alone: no wait.
+                if judged.chips is not None:
+                    st.next_look = frame_id + LOOK_AGAIN_FRAMES
+                if judged.reason is not None and st.answer is None:
                     st.reason = judged.reason
                 continue
-            if regular or judged.chips.quality.score > st.best_quality * cfg.better_view_ratio:
-                served.append((st, judged.chips))
+            served.append((st, judged.chips))
         if served:
             pa, pg = self.estimator.probabilities([c for _, c in served])
             for k, (st, chips) in enumerate(served):

@@ -48,7 +48,6 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .config import TrackerConfig
 from .types import Box, Detection, Point, Track
@@ -184,7 +183,7 @@ class Tracker:
         pred = _z_to_xyxy(np.stack([self._tracks[i].mean[:4] for i in rows]).T).T
         boxes = np.array([d.box for d in dets], dtype=np.float64)
         cost = self._cost(pred, boxes, center_dist)
-        r, c = linear_sum_assignment(cost)
+        r, c = _assign(cost)
         ok = cost[r, c] < _FORBIDDEN
         pairs = {rows[i]: dets[j] for i, j in zip(r[ok], c[ok])}
         taken = set(c[ok].tolist())
@@ -209,6 +208,21 @@ class Tracker:
             cost = np.where(near, 1.0 + dist / center_dist, cost)
         ratio = np.maximum(size_a / size_b, size_b / size_a)
         return np.where(ratio > self.max_size_ratio, _FORBIDDEN, cost)
+
+
+def _assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal assignment. With one track or one detection the optimum is the row's (column's)
+    minimum, so the common single-face frame needs no solver, and SciPy (0.4 s to import) is
+    loaded at the first frame that really needs it rather than at start-up."""
+    if cost.shape[0] == 1:
+        j = int(np.argmin(cost[0]))
+        return np.array([0]), np.array([j])
+    if cost.shape[1] == 1:
+        i = int(np.argmin(cost[:, 0]))
+        return np.array([i]), np.array([0])
+    from scipy.optimize import linear_sum_assignment
+
+    return linear_sum_assignment(cost)
 
 
 # ---- Kalman filter, batched over tracks -------------------------------------------------

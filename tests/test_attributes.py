@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streamer import align, attributes
-from streamer.attributes import (DLIB_AGES, LH_AGES, AttributeEstimator, DlibNets, LeviHassnerNets,
+from streamer.attributes import (LOOK_AGAIN_FRAMES, DLIB_AGES, LH_AGES, AttributeEstimator, DlibNets, LeviHassnerNets,
                                  TrackAttributes, summarize)
 from streamer.config import AttributesConfig
 from streamer.errors import ModelError
@@ -307,9 +307,26 @@ def test_bad_views_are_skipped_with_a_reason(image, size, reason):
     out = ta.estimate(img, [track(1, box_at(100, 100, size))], 0)
     assert nets.calls == 0
     assert out[1].gender is None and out[1].age is None and out[1].reason.startswith(reason)
-    # ... until a good view arrives
-    out = ta.estimate(textured_frame(), [track(1, box_at(100, 100, 100))], 1)
+    # ... until a good view arrives. A rejected chip (blur) makes the track wait a few frames
+    # before the next look; a box too small costs no chip and no wait.
+    wait = 0 if image == "sharp" else LOOK_AGAIN_FRAMES
+    for f in range(1, wait + 1):
+        out = ta.estimate(textured_frame(), [track(1, box_at(100, 100, 100))], f)
+        assert nets.calls == (1 if f >= wait else 0)
+    if wait == 0:
+        out = ta.estimate(textured_frame(), [track(1, box_at(100, 100, 100))], 1)
     assert nets.calls == 1 and out[1].known and out[1].reason is None
+
+
+def test_a_view_that_stays_blurred_is_not_cut_every_frame(monkeypatch):
+    nets, ta = make()
+    cuts = []
+    real = attributes.align.face_chips
+    monkeypatch.setattr(attributes.align, "face_chips", lambda *a, **k: cuts.append(1) or real(*a, **k))
+    blurred = cv2.GaussianBlur(textured_frame(), (0, 0), 6)
+    for f in range(20):
+        ta.estimate(blurred, [track(1, box_at(100, 100, 100))], f)
+    assert nets.calls == 0 and len(cuts) == 20 // LOOK_AGAIN_FRAMES
 
 
 def test_a_bad_view_keeps_the_answer():
