@@ -513,6 +513,9 @@ class Pipeline:
     def run(self) -> dict:
         for name in ("events", "inference", "capture"):
             self._spawn(name)
+        # Deferred one-time loads (the tracker's solver) happen beside the first frames instead
+        # of before them (start-up) or in the middle of a live stream (a stall that drops frames).
+        threading.Thread(target=self.processor.warm_up, name="warm-up", daemon=True).start()
         next_watch = 0.0
         try:
             while True:

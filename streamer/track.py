@@ -125,6 +125,12 @@ class Tracker:
         self._next_id = 1
         self._last_frame: Optional[int] = None
 
+    @staticmethod
+    def warm_up() -> None:
+        """Load the assignment solver now (SciPy takes ~0.5 s to import). The pipeline calls
+        this beside the first frames, so neither start-up nor a later frame pays for it."""
+        from scipy.optimize import linear_sum_assignment  # noqa: F401
+
     def reset(self) -> None:
         """Drop every track (scene cut, source switch). Ids keep counting."""
         self._tracks = []
