@@ -11,7 +11,7 @@ from . import detect, sources
 from .config import Config
 from .events import EventBuilder
 from .output import LatestJpeg, OutputStage, check_display
-from .pipeline import Pipeline
+from .pipeline import Pipeline, in_background
 from .processor import Processor
 from .sinks import JsonlSink, SinkSet, StdoutSink
 
@@ -64,10 +64,14 @@ def build_sinks(cfg: Config, extra=()) -> SinkSet:
 
 def build_pipeline(cfg: Config, mjpeg: Optional[LatestJpeg] = None, on_result=None) -> Pipeline:
     """Open the source and load models first, so bad input fails before any thread starts."""
+    from .track import Tracker
+
     if cfg.output.display:
         check_display()
+    preload = in_background(Tracker.warm_up)
     source = sources.open_source(cfg.source)
     processor = build_processor(cfg)
+    preload.join(10.0)
     lines = processor.counter.draw_lines(source.size) if processor.counter is not None else ()
     output = OutputStage(cfg.output.video, source.fps or 25.0, cfg.output.display, mjpeg, lines)
     try:

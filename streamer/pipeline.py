@@ -68,6 +68,15 @@ class Result:
     stats: Stats
 
 
+def in_background(fn: Callable[[], None]) -> threading.Thread:
+    """Run a one-time load (e.g. the tracker's solver import) beside the model loading, so
+    start-up pays for the longer of the two, not their sum. Join it before the first frame:
+    loading it later would stall a live stream and drop frames."""
+    t = threading.Thread(target=fn, name="preload", daemon=True)
+    t.start()
+    return t
+
+
 class BoundedQueue:
     """A bounded FIFO with a full-queue policy: ``drop_oldest`` (live) or block (files).
 
@@ -513,9 +522,6 @@ class Pipeline:
     def run(self) -> dict:
         for name in ("events", "inference", "capture"):
             self._spawn(name)
-        # Deferred one-time loads (the tracker's solver) happen beside the first frames instead
-        # of before them (start-up) or in the middle of a live stream (a stall that drops frames).
-        threading.Thread(target=self.processor.warm_up, name="warm-up", daemon=True).start()
         next_watch = 0.0
         try:
             while True:

@@ -70,12 +70,6 @@ class Processor:
         faces = sum(1 for d in dets if d.score >= self.detector.score_threshold)
         return Processed(tuple(tracks), dict(self._attrs), tuple(events), faces, counts)
 
-    def warm_up(self) -> None:
-        """One-time loads the stages may defer (safe to call from another thread)."""
-        warm = getattr(self.tracker, "warm_up", None)
-        if warm is not None:
-            warm()
-
     def outage(self, ts: float, frame_id: int) -> list[Event]:
         """The source went down: end every track cleanly; the next frame starts a new scene."""
         if self.scenecut is not None:

@@ -127,8 +127,8 @@ class Tracker:
 
     @staticmethod
     def warm_up() -> None:
-        """Load the assignment solver now (SciPy takes ~0.5 s to import). The pipeline calls
-        this beside the first frames, so neither start-up nor a later frame pays for it."""
+        """Load the assignment solver now (SciPy takes ~0.5 s to import); ``app`` runs this
+        beside the model loading so that neither start-up nor a live frame pays for it."""
         from scipy.optimize import linear_sum_assignment  # noqa: F401
 
     def reset(self) -> None:
