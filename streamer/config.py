@@ -213,8 +213,10 @@ class WebConfig:
     max_side: int = 5000  # larger images are downscaled (as the seed did)
     max_pixels: int = 100_000_000  # decompression-bomb guard (declared width x height)
     jpeg_quality: int = 85
+    workers: int = 0  # analyzer threads, each with its own nets; 0 = min(2, cores)
 
     def validate(self, p: str) -> None:
+        _check(self.workers >= 0, f"{p}.workers", "expected int >= 0 (0 = min(2, cores))")
         _check(0 < self.port < 65536, f"{p}.port", f"expected 1..65535, got {self.port}")
         _check(self.max_body_mb > 0, f"{p}.max_body_mb", "expected > 0")
         _check(self.max_side >= 64, f"{p}.max_side", "expected int >= 64")

@@ -129,7 +129,7 @@ class AnalyzerPool:
         start their threads and run each once, so a broken model fails here, not on a request."""
         from .analyze import Analyzer
 
-        size = size or getattr(cfg.web, "workers", 0) or min(2, os.cpu_count() or 1)
+        size = size or cfg.web.workers or min(2, os.cpu_count() or 1)
         pool = cls([Analyzer(cfg) for _ in range(size)], warm=True)
         pool.start()
         return pool
