@@ -37,7 +37,12 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, fps: float):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StreamerError(f"cannot write video {self.path}: {e.strerror}") from None
+        if self.path.is_dir() or not os.access(self.path.parent, os.W_OK):
+            raise StreamerError(f"cannot write video {self.path}: not a writable file path")
         self.fps = fps if 1 <= fps <= 240 else 25.0
         self._w: Optional[cv2.VideoWriter] = None
         self._size = None

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from .errors import StreamerError
 from .types import Event
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,11 @@ class JsonlSink:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            raise StreamerError(f"cannot open events file {self.path}: {e.strerror}") from None
 
     def emit(self, event: Event) -> None:
         self._f.write(dumps(event) + "\n")

@@ -85,3 +85,16 @@ def test_display_without_a_screen_says_so(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "run.py"), "--source", str(img_dir), "--display"],
                        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
     assert_one_line_error(r, "--display", "--headless")
+
+
+@pytest.mark.parametrize("flag", ["--events", "--output"])
+def test_unwritable_output_paths(tmp_path, flag):
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    import cv2
+    import numpy as np
+    cv2.imwrite(str(img_dir / "a.png"), np.zeros((64, 64, 3), np.uint8))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where a folder is expected
+    r = run("--source", str(img_dir), flag, str(blocker / "sub" / "out.x"))
+    assert_one_line_error(r, str(blocker / "sub"))
