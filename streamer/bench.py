@@ -192,13 +192,22 @@ class Clips:
 
 def decode_only(clip: Path, max_frames: int = 0) -> dict:
     """The ceiling: a ``cv2.VideoCapture`` read loop, nothing else."""
+    n, fps, _ = _timed_reads(clip, max_frames)
+    return {"frames": n, "fps": fps}
+
+
+def _timed_reads(clip: Path, max_frames: int, per_frame=None) -> tuple[int, float, int]:
+    """Read ``clip`` (calling ``per_frame(image) -> faces`` on each frame): (frames, fps from the
+    first to the last frame, faces)."""
     import cv2
     cap = cv2.VideoCapture(str(clip))
-    n, t_first, t_last = 0, None, None
+    n, faces, t_first, t_last = 0, 0, None, None
     while True:
-        ok, _ = cap.read()
+        ok, image = cap.read()
         if not ok:
             break
+        if per_frame is not None:
+            faces += per_frame(image)
         now = time.perf_counter()
         t_first = t_first or now
         t_last = now
@@ -206,7 +215,7 @@ def decode_only(clip: Path, max_frames: int = 0) -> dict:
         if max_frames and n >= max_frames:
             break
     cap.release()
-    return {"frames": n, "fps": round((n - 1) / (t_last - t_first), 1) if n > 1 else 0.0}
+    return n, round((n - 1) / (t_last - t_first), 1) if n > 1 else 0.0, faces
 
 
 class SeedWay:
@@ -255,23 +264,9 @@ class SeedWay:
 
 
 def seed_way(clip: Path, max_frames: int = 0, seed: Optional[SeedWay] = None) -> dict:
-    import cv2
     seed = seed or SeedWay()
-    cap = cv2.VideoCapture(str(clip))
-    n, faces, t_first, t_last = 0, 0, None, None
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        faces += seed.process(image)
-        now = time.perf_counter()
-        t_first = t_first or now
-        t_last = now
-        n += 1
-        if max_frames and n >= max_frames:
-            break
-    cap.release()
-    return {"frames": n, "fps": round((n - 1) / (t_last - t_first), 1) if n > 1 else 0.0,
+    n, fps, faces = _timed_reads(clip, max_frames, seed.process)
+    return {"frames": n, "fps": fps,
             "faces_per_frame": round(faces / n, 3) if n else 0.0,
             "attribute_calls_per_frame": round(faces / n, 3) if n else 0.0}
 

@@ -39,3 +39,20 @@ def data_dir() -> Path:
 
 def video_path(name: str) -> Path:
     return data_path("video", name)
+
+
+def count_events(evs: list[dict], type_: str) -> int:
+    return sum(1 for e in evs if e["type"] == type_)
+
+
+@pytest.fixture(scope="module")
+def rtsp_clip(tmp_path_factory) -> Path:
+    """The sample clip as raw H.264 for tests/rtsp_server.py, or skip when GStreamer's RTSP
+    server is not installed."""
+    import rtsp_server
+
+    reason = rtsp_server.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return rtsp_server.extract_h264(video_path("face_recognition__short_hamilton_clip.mp4"),
+                                    tmp_path_factory.mktemp("rtsp"))

@@ -16,11 +16,9 @@ import time
 
 import pytest
 
-import rtsp_server
-from conftest import video_path
+from conftest import count_events
 from rtsp_server import RtspServer, StreamerProcess
 
-CLIP = "face_recognition__short_hamilton_clip.mp4"
 USER, SECRET = "viewer", "s3cr3t-Pa55"
 DOWN_S = 2.0  # downtime of each outage
 BACKOFF_MAX_S = 1.0
@@ -30,15 +28,11 @@ SOURCE_CFG = {"read_timeout_s": 2.0, "open_timeout_s": 5.0, "backoff_initial_s":
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    reason = rtsp_server.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    return rtsp_server.extract_h264(video_path(CLIP), tmp_path_factory.mktemp("rtsp"))
+def clip(rtsp_clip):
+    return rtsp_clip
 
 
-def count(evs, type_):
-    return sum(1 for e in evs if e["type"] == type_)
+count = count_events
 
 
 def fds_and_threads(pid: int) -> tuple[int, int]:

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-import rtsp_server
-from conftest import video_path
+from conftest import count_events, video_path
 from rtsp_server import RtspServer, StreamerProcess
 
 CLIP = "face_recognition__short_hamilton_clip.mp4"
@@ -20,15 +19,11 @@ FAST = {"attributes": {"enabled": False}}  # the source and shutdown matter here
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    reason = rtsp_server.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    return rtsp_server.extract_h264(video_path(CLIP), tmp_path_factory.mktemp("rtsp"))
+def clip(rtsp_clip):
+    return rtsp_clip
 
 
-def count(evs, type_):
-    return sum(1 for e in evs if e["type"] == type_)
+count = count_events
 
 
 def assert_clean_exit(st: StreamerProcess, took: float, what: str) -> None:
