@@ -144,8 +144,8 @@ def analyzer_baseline(jpeg: bytes, n: int) -> dict:
     the HTTP path adds is the difference, whatever else the machine is doing."""
     sys.path.insert(0, str(ROOT))
     from streamer import config
-    from streamer.analyze import Analyzer
-    from streamer.imageio import decode_image
+    from streamer.core.analyze import Analyzer
+    from streamer.media.images import decode_image
 
     a = Analyzer(config.load())
     img = decode_image(jpeg)

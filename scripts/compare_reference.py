@@ -100,8 +100,9 @@ def run_ours(paths: list[Path]) -> list[dict]:
     import cv2
     import numpy as np
 
-    from streamer import attributes, config, detect
-    from streamer.detect import confident
+    from streamer.core import attributes, detect
+    from streamer import config
+    from streamer.core.detect import confident
     cfg = config.load()
     detector = detect.build(cfg.detector)
     est = attributes.AttributeEstimator(attributes.build_nets(cfg.attributes), cfg.attributes)

@@ -143,12 +143,15 @@ def _wrap_nets(obj, timers: Timers, depth: int = 0, seen=None) -> int:
 def profile(clip: str | Path, max_frames: int = 0, cprofile_top: int = 12, config_overrides=None) -> dict:
     import cv2
 
-    from streamer import align, app, config, detect, overlay
+    from streamer.core import align, detect
+    from streamer.runtime import wiring as app
+    from streamer import config
+    from streamer.media import overlay
     from streamer.types import Frame, Stats
 
     o = {"source.uri": str(clip)}
     import importlib.util
-    attributes_present = importlib.util.find_spec("streamer.attributes") is not None
+    attributes_present = importlib.util.find_spec("streamer.core.attributes") is not None
     if not attributes_present:
         o["attributes.enabled"] = False
     o.update(config_overrides or {})
@@ -168,7 +171,7 @@ def profile(clip: str | Path, max_frames: int = 0, cprofile_top: int = 12, confi
     restore = [(detect, "_downscale", orig_downscale)]
     nets_found = 0
     if proc.attributes is not None:
-        import streamer.attributes as attributes_mod
+        import streamer.core.attributes as attributes_mod
         for mod in (align, attributes_mod):
             for name in ("face_chips",):
                 f = getattr(mod, name, None)

@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import logging
 
-    from streamer import app, config
-    from streamer.sources import redact
+    from streamer.runtime import wiring as app
+    from streamer import config
+    from streamer.media.sources import redact
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

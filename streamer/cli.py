@@ -13,8 +13,8 @@ import os
 import signal
 import sys
 
-from . import config as config_mod
-from .errors import StreamerError
+from streamer import config as config_mod
+from streamer.errors import StreamerError
 
 log = logging.getLogger("streamer")
 
@@ -84,8 +84,8 @@ def _overrides(a: argparse.Namespace) -> dict:
 
 
 def cmd_stream(a: argparse.Namespace) -> int:
-    from . import app
-    from .output import LatestJpeg
+    from streamer.runtime import wiring as app
+    from streamer.media.output import LatestJpeg
 
     _setup_logging("info")
     cfg = config_mod.load(a.config, _overrides(a))
@@ -94,7 +94,7 @@ def cmd_stream(a: argparse.Namespace) -> int:
     pipeline = app.build_pipeline(cfg, mjpeg=mjpeg)
     server = None
     if a.serve:
-        from . import web
+        from streamer.web import server as web
         server = web.start_background(cfg, pipeline=pipeline, mjpeg=mjpeg)
 
     def _stop(signum, _frame):
@@ -103,7 +103,7 @@ def cmd_stream(a: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    from .sources import redact
+    from streamer.media.sources import redact
     log.info("streaming %s (camera %s)", redact(cfg.source.uri), cfg.camera)
     summary = pipeline.run()
     if server is not None:
@@ -142,7 +142,7 @@ def format_summary(s: dict, cfg) -> str:
 
 
 def cmd_models(a: argparse.Namespace) -> int:
-    from . import modelstore
+    from streamer.media import modelstore
     from pathlib import Path
 
     if a.fetch:
@@ -171,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Import only the chosen subcommand's module (Flask alone costs ~0.1 s of stream start-up);
     # --help imports them all to list them.
-    for name, mod in (("batch", "batch"), ("serve", "web"), ("bench", "bench")):
+    for name, mod in (("batch", "streamer.batch.runner"), ("serve", "streamer.web.server"), ("bench", "bench.stream_bench")):
         if argv[0] in (name, "-h", "--help"):
-            module = importlib.import_module(f"streamer.{mod}")
+            module = importlib.import_module(mod)
             module.add_parser(sub)
             handlers[name] = module.run_cli
     a = ap.parse_args(argv)

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .errors import ConfigError
+from streamer.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PATH = ROOT / "config" / "default.yaml"

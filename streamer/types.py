@@ -108,7 +108,7 @@ class Event:
     SCHEMA = "streamer.event/1"
 
     def to_dict(self) -> dict:
-        from .timefmt import iso_ms
+        from streamer.timefmt import iso_ms
 
         d = {"schema": self.SCHEMA, "id": self.id, "type": self.type, "camera": self.camera,
              "ts": iso_ms(self.ts), "frame_id": self.frame_id}

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamer.analyze import Analysis
+from streamer.core.analyze import Analysis
 from streamer.types import Attributes, FaceResult
 
 CRASH = (0, 0, 255)  # the worker process dies (as a segfault in a decoder would)

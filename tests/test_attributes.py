@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from streamer import align, attributes
-from streamer.attributes import (LOOK_AGAIN_FRAMES, DLIB_AGES, LH_AGES, AttributeEstimator, DlibNets, LeviHassnerNets,
+from streamer.core import align, attributes
+from streamer.core.attributes import (LOOK_AGAIN_FRAMES, DLIB_AGES, LH_AGES, AttributeEstimator, DlibNets, LeviHassnerNets,
                                  TrackAttributes, summarize)
 from streamer.config import AttributesConfig
 from streamer.errors import ModelError
@@ -433,7 +433,7 @@ class CountingNet:
 
 @pytest.mark.models
 def test_dlib_nets_one_forward_per_net_per_frame():
-    from streamer import modelstore
+    from streamer.media import modelstore
     age = CountingNet(cv2.dnn.readNet(str(modelstore.path_of(attributes.AGE_ONNX))))
     gender = CountingNet(cv2.dnn.readNet(str(modelstore.path_of(attributes.GENDER_ONNX))))
     ta = TrackAttributes(DlibNets(age_net=age, gender_net=gender), AttributesConfig())

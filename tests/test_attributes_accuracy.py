@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from conftest import data_path
-from streamer import attributes, config, detect
-from streamer.detect import confident
+from streamer.core import attributes, detect
+from streamer import config
+from streamer.core.detect import confident
 
 pytestmark = pytest.mark.models
 

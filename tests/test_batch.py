@@ -23,7 +23,8 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, data_path
-from streamer import batch, config
+from streamer.batch.runner import runner as batch
+from streamer import config
 from streamer.errors import StreamerError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -295,7 +296,7 @@ def test_output_symlink_planted_in_output_is_not_followed(tmp_path):
 # ---- the real path: real models, real photos --------------------------------------------
 
 def _need_real_models():
-    from streamer import modelstore
+    from streamer.media import modelstore
     modelstore.verify()  # a missing model is a failure naming `make models`, not a skip
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import data_root
-from streamer import bench
+import bench.stream_bench as bench
 
 ROOT = Path(__file__).resolve().parent.parent
 

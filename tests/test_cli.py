@@ -58,7 +58,7 @@ def test_bad_config_value(tmp_path):
 
 
 def test_corrupted_model(tmp_path):
-    from streamer import modelstore
+    from streamer.media import modelstore
 
     for name in modelstore.load_manifest():
         shutil.copy(modelstore.default_dir() / name, tmp_path / name)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from streamer.config import CountingConfig, LineConfig, ZoneConfig
-from streamer.counting import Counter, age_labels
+from streamer.core.counting import Counter, age_labels
 from streamer.errors import ConfigError
-from streamer.events import EventBuilder
+from streamer.core.events import EventBuilder
 from streamer.types import Attributes, Frame, Track
 
 IMAGES: dict[tuple[int, int], np.ndarray] = {}

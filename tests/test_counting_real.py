@@ -5,7 +5,7 @@ UTKFace crops (gender from labels.csv) are blended, with a soft elliptical edge,
 frame of the PETS09 campus clip (1280x720) and moved on known straight paths across a vertical
 counting line ``door`` (x = 640, full height: left-to-right is "in") and a short line
 ``upper`` (x = 960, top half only). The clip is written to a temporary mp4 and run through
-``streamer.app.build_pipeline`` with the real detector, tracker, attribute nets and counter.
+``streamer.runtime.wiring.build_pipeline`` with the real detector, tracker, attribute nets and counter.
 
 Scene (lanes are face-centre heights; faces are 180 px, 12 px per frame):
   phase 1  A  lane 150  left -> right   door in,  upper in
@@ -116,7 +116,8 @@ def build_clip(out: Path, faces_dir: Path, background: np.ndarray) -> dict:
 def test_counts_and_gender_mix_through_the_real_pipeline(tmp_path):
     faces_dir = data_path("agegender", "utkface_dev")
     video = data_path("video", "opencv__vtest_PETS09-S2L1_x264.mp4")
-    from streamer import app, config
+    from streamer.runtime import wiring as app
+    from streamer import config
 
     cap = cv2.VideoCapture(str(video))
     ok, bg = cap.read()

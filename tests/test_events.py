@@ -7,8 +7,8 @@ import jsonschema
 import pytest
 
 from streamer.config import EventsConfig
-from streamer.events import EventBuilder
-from streamer.sinks import JsonlSink
+from streamer.core.events import EventBuilder
+from streamer.sinks.basic import JsonlSink
 from streamer.types import Attributes, Track
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "schema" / "event.schema.json").read_text())

@@ -19,8 +19,8 @@ import pytest
 
 from conftest import video_path
 from streamer import config
-from streamer.pipeline import Pipeline
-from streamer.sources import EndOfStream, FrameError, SourceLost, VideoSource, redact
+from streamer.runtime.pipeline import Pipeline
+from streamer.media.sources import EndOfStream, FrameError, SourceLost, VideoSource, redact
 from test_pipeline import FakeDetector, FakeSource, make
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +117,7 @@ def test_a_file_that_never_decodes_again_ends_instead_of_spinning():
 
 def test_stage_exception_is_logged_with_the_frame_and_the_run_goes_on(caplog):
     p, _ = make(FakeSource(20), detector=FakeDetector(fail_on={4}))
-    with caplog.at_level(logging.ERROR, logger="streamer.pipeline"):
+    with caplog.at_level(logging.ERROR, logger="streamer.runtime.pipeline"):
         s = p.run()
     assert s["stage_errors"] == 1 and s["frames_processed"] == 19
     rec = next(r for r in caplog.records if "inference failed" in r.getMessage())
@@ -338,7 +338,7 @@ def test_no_code_in_the_source_layer_evaluates_outside_data():
 
 
 def test_ffmpeg_options_per_scheme():
-    from streamer.sources import ffmpeg_options
+    from streamer.media.sources import ffmpeg_options
 
     assert ffmpeg_options("rtsp://h/x", 5) == "rtsp_transport;tcp|timeout;5000000"
     assert ffmpeg_options("https://h/x.m3u8", 2.5) == "timeout;2500000"

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from streamer import imageio
+from streamer.media import images as imageio
 from streamer.errors import ImageError
 
 

@@ -5,7 +5,8 @@ import shutil
 import cv2
 import pytest
 
-from streamer import detect, modelstore
+from streamer.core import detect
+from streamer.media import modelstore
 from streamer.config import DetectorConfig
 from streamer.errors import ModelError
 

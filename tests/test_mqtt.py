@@ -36,9 +36,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from streamer.config import MqttConfig
 from streamer.errors import ConfigError
-from streamer.events import EventBuilder
-from streamer.mqtt import MqttSink
-from streamer.spool import Spool
+from streamer.core.events import EventBuilder
+from streamer.sinks.mqtt import MqttSink
+from streamer.sinks.spool import Spool
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 ROOT = Path(__file__).resolve().parent.parent
@@ -477,7 +477,7 @@ def test_last_will_says_offline_when_the_process_is_killed(broker, tmp_path):
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from streamer.config import MqttConfig
-        from streamer.mqtt import MqttSink
+        from streamer.sinks.mqtt import MqttSink
         sink = MqttSink(MqttConfig(enabled=True, url={broker.url!r},
                                    spool_dir={str(tmp_path / 'spool')!r}), "willcam")
         assert sink.wait_for(lambda s: s.connected, 10)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from streamer import config
-from streamer.events import EventBuilder
-from streamer.output import OutputStage
-from streamer.pipeline import EOS, BoundedQueue, Pipeline
-from streamer.processor import Processor
-from streamer.sinks import SinkSet
-from streamer.sources import EndOfStream, SourceLost
+from streamer.core.events import EventBuilder
+from streamer.media.output import OutputStage
+from streamer.runtime.pipeline import EOS, BoundedQueue, Pipeline
+from streamer.core.processor import Processor
+from streamer.sinks.basic import SinkSet
+from streamer.media.sources import EndOfStream, SourceLost
 from streamer.types import Detection, Frame, Track
 from streamer.errors import SourceError
 

@@ -153,7 +153,8 @@ def test_lag_stays_bounded_when_inference_is_slower_than_the_camera(clip, tmp_pa
     """A 30 fps stream into a ~7 fps inference: the capture queue drops the oldest frames,
     frames older than max_frame_age_s are dropped at inference (both counted), and the
     latency does not grow over the run."""
-    from streamer import app, config
+    from streamer.runtime import wiring as app
+    from streamer import config
 
     max_age = 0.25
     with RtspServer(clip) as srv:

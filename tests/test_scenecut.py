@@ -14,7 +14,7 @@ import pytest
 from conftest import video_path
 from streamer import config
 from streamer.config import TrackerConfig
-from streamer.scenecut import DEFAULT_THRESHOLD, SceneCutDetector
+from streamer.core.scenecut import DEFAULT_THRESHOLD, SceneCutDetector
 
 CUTS = {
     "face_recognition__short_hamilton_clip.mp4": [20, 82, 211],

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from streamer.errors import ConfigError
-from streamer.spool import LOG_NAME, Spool
+from streamer.sinks.spool import LOG_NAME, Spool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,7 +62,7 @@ def test_restart_keeps_unacked_and_continues_the_sequence(tmp_path):
 @pytest.mark.parametrize("bound, n, expect_dropped", [(3, 2, 0), (3, 3, 0), (3, 5, 2), (1, 4, 3)])
 def test_bound_drops_oldest_and_counts_them(tmp_path, caplog, bound, n, expect_dropped):
     sp = Spool(tmp_path, max_events=bound)
-    with caplog.at_level(logging.WARNING, logger="streamer.spool"):
+    with caplog.at_level(logging.WARNING, logger="streamer.sinks.spool"):
         for i in range(n):
             sp.append(rec(i))
     assert sp.dropped == expect_dropped
@@ -89,7 +89,7 @@ def _crash_after_appending(directory, n: int) -> None:
     code = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {ROOT!r})
-        from streamer.spool import Spool
+        from streamer.sinks.spool import Spool
         sp = Spool({str(directory)!r}, fsync="never")
         for i in range({n}):
             sp.append(b'{{"n":%d}}' % i)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamer.config import TrackerConfig
-from streamer.track import Tracker
+from streamer.core.track import Tracker
 from streamer.types import Detection
 
 LM = ((1.0, 1.0), (2.0, 1.0), (1.5, 1.5), (1.0, 2.0), (2.0, 2.0))

@@ -19,9 +19,9 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from conftest import data_path, video_path
-from streamer import detect
+from streamer.core import detect
 from streamer.config import DetectorConfig, TrackerConfig
-from streamer.track import Tracker
+from streamer.core.track import Tracker
 
 FRAMES = 70
 SIZE = (960, 720)

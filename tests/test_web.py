@@ -2,7 +2,7 @@
 
 Layers, fastest first:
 - Flask test client with a fake analyzer (parsing, errors, auth, headers, metrics wiring);
-- the real decoder (``streamer.imageio``) on hostile files: truncated, bombs, GIFs, huge;
+- the real decoder (``streamer.media.images``) on hostile files: truncated, bombs, GIFs, huge;
 - the real models (``Analyzer``) on a real face photo and a blank image;
 - a real threaded server on a free port, spoken to over a socket.
 Helpers here (``face_jpeg``, ``running_server``, ``request_to``) are reused by the fuzz, browser
@@ -36,16 +36,16 @@ import pytest
 
 from conftest import ROOT, data_path
 from streamer import config as config_mod
-from streamer import web
-from streamer.analyze import Analysis
+from streamer.web.server import server as web
+from streamer.core.analyze import Analysis
 from streamer.errors import ImageError
-from streamer.metrics import parse as parse_metrics, value as metric
-from streamer.output import LatestJpeg
-from streamer.stats import LatencyHistogram
+from streamer.web.metrics import parse as parse_metrics, value as metric
+from streamer.media.output import LatestJpeg
+from streamer.runtime.meters import LatencyHistogram
 from streamer.types import Attributes, FaceResult, Stats
 
-HAVE_IMAGEIO = importlib.util.find_spec("streamer.imageio") is not None
-HAVE_ATTRIBUTES = importlib.util.find_spec("streamer.attributes") is not None
+HAVE_IMAGEIO = importlib.util.find_spec("streamer.media.images") is not None
+HAVE_ATTRIBUTES = importlib.util.find_spec("streamer.core.attributes") is not None
 needs_imageio = pytest.mark.skipif(not HAVE_IMAGEIO, reason="streamer/imageio.py (the upload "
                                    "decoder, another engineer's module) has not landed yet")
 needs_models = pytest.mark.skipif(not (HAVE_ATTRIBUTES and HAVE_IMAGEIO),
@@ -97,7 +97,7 @@ def simple_decode(data: bytes, max_side: int = 5000, max_pixels: int = 100_000_0
 
 
 def real_decode():
-    from streamer.imageio import decode_image
+    from streamer.media.images import decode_image
     return decode_image
 
 
@@ -518,11 +518,11 @@ def test_metrics_without_pipeline_have_web_series_only(client):
 
 
 def test_each_request_is_logged_on_one_line(client, caplog):
-    caplog.set_level(logging.INFO, logger="streamer.web")
+    caplog.set_level(logging.INFO, logger="streamer.web.server")
     client.post("/analyze", json={"image": b64(encode(np.zeros((9, 9, 3), np.uint8)))})
     client.post("/analyze", data=b"{", content_type="application/json")
     client.get("/nope/../x")
-    lines = [r.getMessage() for r in caplog.records if r.name == "streamer.web"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "streamer.web.server"]
     assert len(lines) == 3
     assert lines[0].startswith("127.0.0.1 POST /analyze 200 ") and lines[0].endswith("faces=1")
     assert " ms " in lines[0]
@@ -617,7 +617,7 @@ def test_real_face_photo(real_app):
 @needs_models
 def test_same_answer_as_the_analyzer(real_app):
     """/analyze is a thin shell around Analyzer: same faces as calling it directly."""
-    from streamer.analyze import Analyzer
+    from streamer.core.analyze import Analyzer
 
     img = real_decode()(face_jpeg())
     direct = Analyzer(config_mod.load()).analyze(img)
@@ -841,7 +841,7 @@ def test_real_server_real_models_face_photo():
 @pytest.mark.slow
 def test_stream_serve_wiring_with_a_real_pipeline():
     """What ``run.py stream --serve`` does: real pipeline on a real video, server beside it."""
-    from streamer import app as app_mod
+    from streamer.runtime import wiring as app_mod
 
     video = data_path("video", "face_recognition__short_hamilton_clip.mp4")
     cfg = config_mod.load(None, {"source.uri": str(video), "source.loop": True,

@@ -23,8 +23,8 @@ import pytest
 
 from conftest import ROOT, video_path
 from streamer import config as config_mod
-from streamer import web
-from streamer.output import LatestJpeg
+from streamer.web.server import server as web
+from streamer.media.output import LatestJpeg
 from test_web import (HAVE_ATTRIBUTES, HAVE_IMAGEIO, assert_box_on_the_crop, encode, face_image,
                       fake_pipeline, free_port, make_app, real_decode, running_server)
 
@@ -231,7 +231,7 @@ def test_live_panel_with_a_running_stream(browser):
 @pytest.mark.skipif(not HAVE_ATTRIBUTES, reason="streamer/attributes.py has not landed yet")
 def test_live_panel_with_a_real_pipeline(browser):
     """``run.py stream --serve`` wiring: a real pipeline on a real video, looped, in-process."""
-    from streamer import app as app_mod
+    from streamer.runtime import wiring as app_mod
 
     video = video_path("face_recognition__short_hamilton_clip.mp4")
     cfg = config_mod.load(None, {"source.uri": str(video), "source.loop": True, "source.realtime": True,

@@ -2,7 +2,7 @@
 server, and do not grow its memory.
 
 A few thousand cases in well under a minute: most go through the real decoder
-(``streamer.imageio``) and a fake analyzer (the decoder is where hostile bytes bite); a subset
+(``streamer.media.images``) and a fake analyzer (the decoder is where hostile bytes bite); a subset
 of small mutated images also runs through the real models. Hypothesis runs derandomized so
 CI sees the same cases every time; set ``STREAMER_FUZZ_SEED`` to explore new ones locally.
 
@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from conftest import data_root
-from streamer import web
+from streamer.web.server import server as web
 from test_web import (HAVE_ATTRIBUTES, HAVE_IMAGEIO, FakeAnalyzer, cfg_with, encode, face_jpeg,
                       gif_two_frames, multipart, real_decode)
 
@@ -234,7 +234,7 @@ def test_memory_stays_flat(request):
     cfg = cfg_with(max_pixels=4_000_000, max_body_mb=2.0)
     analyzers = [FakeAnalyzer()]
     if HAVE_ATTRIBUTES:
-        from streamer.analyze import Analyzer
+        from streamer.core.analyze import Analyzer
 
         analyzers = [Analyzer(cfg)]
     c = web.create_app(cfg, web.AnalyzerPool(analyzers), decode=real_decode()).test_client()

@@ -19,10 +19,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from . import modelstore
-from .config import DetectorConfig
-from .errors import ModelError
-from .types import Detection
+from streamer.media import modelstore
+from streamer.config import DetectorConfig
+from streamer.errors import ModelError
+from streamer.types import Detection
 
 YUNET = "face_detection_yunet_2026may.onnx"
 SSD_TF = ("opencv_face_detector_uint8.pb", "opencv_face_detector.pbtxt")

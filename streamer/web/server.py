@@ -54,14 +54,14 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import (BaseWSGIServer, WSGIRequestHandler, get_sockaddr, make_server,
                               select_address_family)
 
-from . import config as config_mod
-from .config import Config
-from .errors import ImageError, StreamerError
-from .events import attributes_payload
-from .analyze import Analysis
-from .metrics import WebMetrics
-from .overlay import draw_faces
-from .types import FaceResult
+from streamer import config as config_mod
+from streamer.config import Config
+from streamer.errors import ImageError, StreamerError
+from streamer.core.events import attributes_payload
+from streamer.core.analyze import Analysis
+from streamer.web.metrics import WebMetrics
+from streamer.media.overlay import draw_faces
+from streamer.types import FaceResult
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class AnalyzerPool:
     def build(cls, cfg: Config, size: int = 0) -> "AnalyzerPool":
         """Load ``size`` Analyzers (0 = ``web.workers`` if configured, else min(2, cores)),
         start their threads and run each once, so a broken model fails here, not on a request."""
-        from .analyze import Analyzer
+        from streamer.core.analyze import Analyzer
 
         size = size or cfg.web.workers or min(2, os.cpu_count() or 1)
         pool = cls([Analyzer(cfg) for _ in range(size)], warm=True)
@@ -307,7 +307,7 @@ class WebState:
 
 def _default_decoder() -> Callable:
     try:
-        from .imageio import decode_image
+        from streamer.media.images import decode_image
     except ImportError as e:
         raise StreamerError(f"image decoding is unavailable ({e}); streamer/imageio.py is missing") from None
     return decode_image

@@ -12,9 +12,9 @@ from typing import Optional
 
 import numpy as np
 
-from .config import Config
-from .detect import confident
-from .types import FaceResult
+from streamer.config import Config
+from streamer.core.detect import confident
+from streamer.types import FaceResult
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class Analysis:
 
 class Analyzer:
     def __init__(self, cfg: Config, detector=None, estimator=None):
-        from . import app, attributes
+        from streamer.runtime import wiring as app
+        from streamer.core import attributes
 
         self.cfg = cfg
         self.detector = detector or app.build_detector(cfg)
@@ -47,5 +48,5 @@ class Analyzer:
 
 
 def _none():
-    from .types import Attributes
+    from streamer.types import Attributes
     return Attributes(reason="attributes disabled")

@@ -28,10 +28,11 @@ from typing import Optional, Protocol, Sequence
 import cv2
 import numpy as np
 
-from . import align, modelstore
-from .config import AttributesConfig
-from .errors import ModelError
-from .types import Attributes, Box, Detection, Point, Track
+from streamer.core import align
+from streamer.media import modelstore
+from streamer.config import AttributesConfig
+from streamer.errors import ModelError
+from streamer.types import Attributes, Box, Detection, Point, Track
 
 AGE_ONNX = "age-v1.onnx"
 GENDER_ONNX = "gender-v1.onnx"

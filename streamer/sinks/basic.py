@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from .errors import StreamerError
-from .types import Event
+from streamer.errors import StreamerError
+from streamer.types import Event
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,14 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from . import detect, sources
-from .config import Config
-from .events import EventBuilder
-from .output import LatestJpeg, OutputStage, check_display
-from .pipeline import Pipeline, in_background
-from .processor import Processor
-from .sinks import JsonlSink, SinkSet, StdoutSink
+from streamer.core import detect
+from streamer.media import sources
+from streamer.config import Config
+from streamer.core.events import EventBuilder
+from streamer.media.output import LatestJpeg, OutputStage, check_display
+from streamer.runtime.pipeline import Pipeline, in_background
+from streamer.core.processor import Processor
+from streamer.sinks.basic import JsonlSink, SinkSet, StdoutSink
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +28,23 @@ def build_detector(cfg: Config):
 
 
 def build_attribute_nets(cfg: Config):
-    from . import attributes
+    from streamer.core import attributes
     return attributes.build_nets(cfg.attributes, models_dir(cfg))
 
 
 def build_processor(cfg: Config, detector=None, nets=None) -> Processor:
-    from . import scenecut, track
+    from streamer.core import scenecut, track
 
     detector = detector or build_detector(cfg)
     attrs = None
     if cfg.attributes.enabled:
-        from . import attributes
+        from streamer.core import attributes
         attrs = attributes.TrackAttributes(nets or build_attribute_nets(cfg), cfg.attributes)
     cut = scenecut.SceneCutDetector(cfg.tracker.scene_cut_threshold) if cfg.tracker.scene_cut_threshold > 0 else None
     events = EventBuilder(cfg.camera, cfg.events)
     counter = None
     if cfg.counting.lines or cfg.counting.zones or cfg.mqtt.enabled:
-        from . import counting
+        from streamer.core import counting
         counter = counting.Counter(cfg.counting, cfg.camera, make_event=events.make)
     return Processor(detector, track.Tracker(cfg.tracker, high_score=cfg.detector.score_threshold),
                      events, attrs, cut, counter)
@@ -56,7 +57,7 @@ def build_sinks(cfg: Config, extra=()) -> SinkSet:
     if cfg.events.stdout:
         sinks.append(StdoutSink())
     if cfg.mqtt.enabled:
-        from . import mqtt
+        from streamer.sinks.basic import mqtt
         sinks.append(mqtt.MqttSink(cfg.mqtt, cfg.camera))
     sinks.extend(extra)
     return SinkSet(sinks)
@@ -64,7 +65,7 @@ def build_sinks(cfg: Config, extra=()) -> SinkSet:
 
 def build_pipeline(cfg: Config, mjpeg: Optional[LatestJpeg] = None, on_result=None) -> Pipeline:
     """Open the source and load models first, so bad input fails before any thread starts."""
-    from .track import Tracker
+    from streamer.core.track import Tracker
 
     if cfg.output.display:
         check_display()

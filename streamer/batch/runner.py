@@ -73,8 +73,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
-from . import config as config_mod
-from .errors import ImageError, StreamerError
+from streamer import config as config_mod
+from streamer.errors import ImageError, StreamerError
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class Worker:
         self._out_real = os.path.realpath(opts.output)
 
     def process(self, item: Item) -> ImageResult:
-        from . import imageio
+        from streamer.media import images as imageio
 
         o = self.opts
         try:
@@ -327,7 +327,7 @@ class Worker:
                    and not f.attributes.known for f in analysis.faces)
 
     def _write_annotated(self, rel: str, image, faces) -> None:
-        from .overlay import draw_faces
+        from streamer.media.overlay import draw_faces
 
         dest = os.path.join(self.opts.output, *rel.split("/"))
         folder = os.path.dirname(dest)
@@ -401,7 +401,7 @@ def _run_item(item: Item) -> ImageResult:
 
 
 def real_analyzer(cfg):
-    from .analyze import Analyzer
+    from streamer.core.analyze import Analyzer
     return Analyzer(cfg)
 
 
@@ -526,8 +526,8 @@ def make_pool_factory(make_analyzer: Callable, cfg, opts: Options, workers: int,
     if method == "forkserver":
         # Workers fork from a server that has already imported these (about 0.5 s each per
         # worker otherwise); no effect once the server runs, e.g. on a second run in a process.
-        ctx.set_forkserver_preload(["numpy", "cv2", "streamer.batch", "streamer.analyze",
-                                    "streamer.attributes", "streamer.app"])
+        ctx.set_forkserver_preload(["numpy", "cv2", "streamer.batch.runner", "streamer.core.analyze",
+                                    "streamer.core.attributes", "streamer.runtime.wiring"])
 
     def make() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,

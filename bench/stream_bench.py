@@ -17,7 +17,7 @@ attrcalls   attribute-net calls per frame beside faces per frame (tracking saves
 batch       images/s of ``batch`` (scripts/bench_batch.py)
 web         /analyze p50/p95 (scripts/bench_web.py)
 accuracy    face detection AP50/recall/precision (yunet, ssd_tf) and gender accuracy /
-            age MAE through ``streamer.analyze.Analyzer`` beside the reference package
+            age MAE through ``streamer.core.analyze.Analyzer`` beside the reference package
             (scripts/compare_reference.py)
 profile     where one frame's time goes (scripts/profile_frame.py)
 =========== ==========================================================================
@@ -138,7 +138,7 @@ def _quiet_logs() -> None:
 
 def has_attributes() -> bool:
     import importlib.util
-    return importlib.util.find_spec("streamer.attributes") is not None
+    return importlib.util.find_spec("streamer.core.attributes") is not None
 
 
 def _say(msg: str) -> None:
@@ -230,7 +230,9 @@ class SeedWay:
     def __init__(self):
         import cv2
 
-        from . import config, detect, modelstore
+        from streamer import config
+        from streamer.core import detect
+        from streamer.media import modelstore
         cfg = config.load(None, {"detector.kind": "ssd_tf"})
         self.detector = detect.build(cfg.detector)
         self.age = cv2.dnn.readNet(str(modelstore.path_of("age-v1.onnx")))
@@ -278,7 +280,8 @@ def run_pipeline(clip: Path, max_frames: int = 0, realtime: bool = False,
     Returns the pipeline's own summary plus p99 latency, frame-age percentiles and faces per
     frame, collected through ``on_result`` (called right where the pipeline measures latency).
     """
-    from . import app, config
+    from streamer.runtime import wiring as app
+    from streamer import config
     o = {"source.uri": str(clip), "source.realtime": realtime,
          "output.max_frames": max_frames or None}
     if not has_attributes():
@@ -809,7 +812,8 @@ def density_search(trial: Callable[[int], bool], start: int, limit: int) -> int:
 _STREAM_CHILD = r"""
 import os, sys, time
 sys.path.insert(0, {root!r})
-from streamer import cli, pipeline
+from streamer import cli
+from streamer.runtime import pipeline
 _run = pipeline.Pipeline.run
 def run(self):
     open({ready!r}, "w").close()
@@ -823,11 +827,11 @@ sys.exit(cli.main(["stream"] + {argv!r}))
 """
 
 
-STREAM_MODULES = ("streamer.cli", "streamer.config", "streamer.app", "streamer.pipeline",
-                  "streamer.processor", "streamer.track", "streamer.scenecut", "streamer.attributes",
-                  "streamer.events", "streamer.detect", "streamer.sources", "streamer.output",
+STREAM_MODULES = ("streamer.cli", "streamer.config", "streamer.runtime.wiring", "streamer.runtime.pipeline",
+                  "streamer.core.processor", "streamer.core.track", "streamer.core.scenecut", "streamer.core.attributes",
+                  "streamer.core.events", "streamer.core.detect", "streamer.media.sources", "streamer.media.output",
                   # imported by cli.main on every run, to register their subcommands
-                  "streamer.batch", "streamer.web", "streamer.bench")
+                  "streamer.batch.runner", "streamer.web.server", "streamer.bench")
 
 
 def import_costs() -> dict[str, float]:
@@ -862,7 +866,8 @@ _PROBE = r"""
 import json, sys, time
 t_py = time.monotonic()
 sys.path.insert(0, {root!r})
-from streamer import app, cli
+from streamer.runtime import wiring as app
+from streamer import cli
 marks = {{"t_py": t_py}}
 _build = app.build_pipeline
 def build_pipeline(cfg, mjpeg=None, on_result=None):
@@ -991,7 +996,7 @@ def average_precision(scored: list[tuple], n_gt: int) -> float:
 def eval_detection(folder: Path, kind: str, limit: int = 0, scale: float = 1.0) -> dict:
     """AP50 / recall / precision of one detector on a labelled folder.
 
-    The detector is the product's (``streamer.detect.build``, default config) with its low
+    The detector is the product's (``streamer.core.detect.build``, default config) with its low
     threshold opened to 0.1 so the precision-recall curve has a tail; recall and precision
     are also given at the product's operating threshold (``detector.score_threshold``).
 
@@ -1001,7 +1006,8 @@ def eval_detection(folder: Path, kind: str, limit: int = 0, scale: float = 1.0) 
     """
     import cv2
 
-    from . import config, detect
+    from streamer import config
+    from streamer.core import detect
     cfg = config.load(None, {"detector.kind": kind, "detector.low_score_threshold": 0.1})
     det = detect.build(cfg.detector)
     thr = cfg.detector.score_threshold
@@ -1059,14 +1065,14 @@ def canvas_of(crop, scale: float = 2.0, grey: int = 128):
 
 
 def eval_attributes(folder: Path, limit: int = 0) -> dict:
-    """Gender accuracy and age MAE through ``streamer.analyze.Analyzer`` (the product's
+    """Gender accuracy and age MAE through ``streamer.core.analyze.Analyzer`` (the product's
     single-image path: detector + alignment + both nets), on UTKFace crops placed on a grey
     canvas. The face kept is the largest detection centred inside the crop; images where none
     is found count against ``found``, not against accuracy."""
     import cv2
 
-    from . import config
-    from .analyze import Analyzer
+    from streamer import config
+    from streamer.core.analyze import Analyzer
     if not has_attributes():
         return {"status": "missing", "hook": "streamer/attributes.py not present yet"}
     cfg = config.load(None, {})
@@ -1238,9 +1244,9 @@ class Report:
             out.append("Streams sustained: " + "; ".join(f"{k}: {v['max_streams']}" for k, v in dens.items()) + ".")
         res_ = sec.get("resources", {})
         imp, st = res_.get("import_s") or {}, res_.get("startup_s") or {}
-        if imp.get("streamer.track") and st.get("total_s"):
-            out.append(f"Startup {st['total_s']} s, of which importing `streamer.track` (scipy.optimize "
-                       f"for `linear_sum_assignment`) costs {imp['streamer.track']} s in a fresh process.")
+        if imp.get("streamer.core.track") and st.get("total_s"):
+            out.append(f"Startup {st['total_s']} s, of which importing `streamer.core.track` (scipy.optimize "
+                       f"for `linear_sum_assignment`) costs {imp['streamer.core.track']} s in a fresh process.")
         ac = sec.get("attrcalls", {})
         if ac.get("faces_per_frame"):
             out.append(f"Attribute nets: {ac['attribute_calls_per_frame']} faces classified per frame for "
@@ -1388,7 +1394,7 @@ class Report:
                         "false pos.", "… of which on a labelled face (IoU 0.3-0.5)", "faces < 20 px",
                         "recall < 20 px", "ms/image"], rows), ""]
         a = d.get("attributes", {})
-        out += ["### Gender and age (utkface_dev, `streamer.analyze.Analyzer`)", ""]
+        out += ["### Gender and age (utkface_dev, `streamer.core.analyze.Analyzer`)", ""]
         if a.get("status"):
             out += [f"**{a['status']}**: {a.get('hook') or a.get('reason')}", ""]
         else:
@@ -1482,7 +1488,7 @@ def _sections(a) -> list[str]:
     skip = [s.strip() for s in a.skip.split(",") if s.strip()] if a.skip else []
     bad = [s for s in chosen + skip if s not in SECTIONS]
     if bad:
-        from .errors import StreamerError
+        from streamer.errors import StreamerError
         raise StreamerError(f"unknown bench section(s) {', '.join(bad)} (known: {', '.join(SECTIONS)})")
     return [s for s in chosen if s not in skip]
 
@@ -1491,7 +1497,7 @@ def run_cli(a: argparse.Namespace) -> int:
     sections = _sections(a)
     _quiet_logs()
     if a.runs is not None and a.runs < 1:
-        from .errors import StreamerError
+        from streamer.errors import StreamerError
         raise StreamerError("--runs must be >= 1")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -1506,7 +1512,7 @@ def run_cli(a: argparse.Namespace) -> int:
     results.setdefault("sections", {})
     if a.render:
         if not results.get("meta"):
-            from .errors import StreamerError
+            from streamer.errors import StreamerError
             raise StreamerError(f"--render needs an existing {jpath}")
         mpath.write_text(render_md(results))
         print(f"bench: wrote {mpath} from {jpath}")

@@ -37,14 +37,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from .config import Config
-from .errors import SourceError
-from .output import OutputStage
-from .processor import Processed, Processor
-from .sinks import SinkSet
-from .sources import EndOfStream, SourceLost, redact
-from .stats import LatencyHistogram, RateMeter
-from .types import Event, Frame, Stats
+from streamer.config import Config
+from streamer.errors import SourceError
+from streamer.media.output import OutputStage
+from streamer.core.processor import Processed, Processor
+from streamer.sinks.basic import SinkSet
+from streamer.media.sources import EndOfStream, SourceLost, redact
+from streamer.runtime.meters import LatencyHistogram, RateMeter
+from streamer.types import Event, Frame, Stats
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ Topics (``<prefix>`` = ``mqtt.topic_prefix``, ``<camera>`` = ``camera``):
   close, and as the last will when the process dies or the network drops (the broker sends it).
 
 Delivery: at-least-once with QoS 1 (the default). ``emit()`` appends the event to the on-disk
-spool (``streamer.spool``; fsync policy ``mqtt.fsync``, see there) *before* anything is sent
+spool (``streamer.sinks.spool``; fsync policy ``mqtt.fsync``, see there) *before* anything is sent
 and returns; a record leaves the spool only when the broker acknowledged it (PUBACK, seen in
 ``on_publish``). After a broker restart, a network drop or a crash of this process, the
 unacknowledged records are sent again, in order, so a consumer may see an event twice and
@@ -55,13 +55,13 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .config import MqttConfig
-from .errors import ConfigError
-from .sinks import dumps
-from .sources import redact
-from .spool import Spool
-from .timefmt import iso_ms
-from .types import Event
+from streamer.config import MqttConfig
+from streamer.errors import ConfigError
+from streamer.sinks.basic import dumps
+from streamer.media.sources import redact
+from streamer.sinks.spool import Spool
+from streamer.timefmt import iso_ms
+from streamer.types import Event
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ import zlib
 from pathlib import Path
 from typing import Iterable
 
-from .errors import ConfigError
+from streamer.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

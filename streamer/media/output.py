@@ -17,8 +17,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from . import overlay
-from .errors import StreamerError
+from streamer.media import overlay
+from streamer.errors import StreamerError
 
 log = logging.getLogger(__name__)
 WINDOW = "streamer"

@@ -45,9 +45,9 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from .config import SourceConfig
-from .errors import SourceError
-from .types import Frame
+from streamer.config import SourceConfig
+from streamer.errors import SourceError
+from streamer.types import Frame
 
 log = logging.getLogger(__name__)
 

@@ -58,8 +58,8 @@ from typing import Optional, Union
 import cv2
 import numpy as np
 
-from .errors import ImageError
-from .types import Box
+from streamer.errors import ImageError
+from streamer.types import Box
 
 BACKGROUND = (128, 128, 128)  # BGR grey under transparent pixels
 DEFAULT_MAX_SIDE = 5000

@@ -11,7 +11,7 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
-from .types import Attributes, FaceResult, Stats, Track
+from streamer.types import Attributes, FaceResult, Stats, Track
 
 BOX = (0, 255, 0)  # confirmed faces: pure green, easy to find again in a decoded frame
 TENTATIVE = (160, 160, 160)

@@ -18,9 +18,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Optional
 
-from .config import EventsConfig
-from .timefmt import iso_ms
-from .types import Attributes, Event, Track
+from streamer.config import EventsConfig
+from streamer.timefmt import iso_ms
+from streamer.types import Attributes, Event, Track
 
 
 def attributes_payload(a: Optional[Attributes]) -> dict:

@@ -49,8 +49,8 @@ from typing import Optional
 
 import numpy as np
 
-from .config import TrackerConfig
-from .types import Box, Detection, Point, Track
+from streamer.config import TrackerConfig
+from streamer.types import Box, Detection, Point, Track
 
 # Kalman noise as fractions of the box height. Position: ByteTrack's value. Velocity: 4x
 # ByteTrack's 1/160, because faces turn and stop faster than walking bodies: with 1/160 a

@@ -72,11 +72,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Optional
 
-from .config import CountingConfig
-from .errors import ConfigError
-from .events import EventBuilder, attributes_payload
-from .timefmt import iso_ms
-from .types import Attributes, Event, Frame, Point, Track
+from streamer.config import CountingConfig
+from streamer.errors import ConfigError
+from streamer.core.events import EventBuilder, attributes_payload
+from streamer.timefmt import iso_ms
+from streamer.types import Attributes, Event, Frame, Point, Track
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from .types import Box, Point
+from streamer.types import Box, Point
 
 CHIP_PADDING = 0.2  # the value the nets were trained with; the template below depends on it
 AGE_CHIP = 64

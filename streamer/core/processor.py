@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .types import Attributes, Event, Frame, Track
+from streamer.types import Attributes, Event, Frame, Track
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Per-frame logic: no threads, no I/O beyond loading a model at build time. detect -> track -> attributes -> events reads here."""

@@ -1,0 +1,1 @@
+"""Where events go: JSONL file, stdout, MQTT (with its on-disk spool)."""
