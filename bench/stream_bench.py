@@ -295,7 +295,7 @@ def run_pipeline(clip: Path, max_frames: int = 0, realtime: bool = False,
     def on_result(r) -> None:
         lat.append((time.monotonic() - r.frame.mono) * 1000)
         faces.append(r.processed.faces)
-        tracks.append(sum(1 for t in r.processed.tracks if t.confirmed))
+        tracks.append(sum(1 for x in r.processed.people if x.track.confirmed))
 
     pipe = app.build_pipeline(cfg, on_result=on_result)
     s = pipe.run()

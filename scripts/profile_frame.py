@@ -217,8 +217,8 @@ def profile(clip: str | Path, max_frames: int = 0, cprofile_top: int = 12, confi
             # Output stage (only with a consumer): draw, then encode as MJPEG and as a file would.
             img = image.copy()
             stats = Stats(frames_in=n + 1, frames_processed=n + 1, fps=fps, latency_ms=10.0,
-                          faces=p.faces, tracks=len(p.tracks))
-            timers.wrap("draw", overlay.draw)(img, p.tracks, p.attrs, stats)
+                          faces=p.faces, tracks=len(p.people))
+            timers.wrap("draw", overlay.draw)(img, p.people, stats)
             timers.wrap("encode_jpeg", cv2.imencode)(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
             if writer is None:
                 writer = cv2.VideoWriter(os.path.join(tmp, "p.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),

@@ -85,6 +85,23 @@ class Attributes:
 
 
 @dataclass(frozen=True)
+class Person:
+    """A tracked person as of one frame: where they are (``track``) and who the nets think they
+    are (``attributes``, smoothed over the views classified so far; None until the first one).
+
+    The one object that crosses from the processor to events, counting and the overlay, so the
+    box and the answer for one person can never drift apart.
+    """
+
+    track: Track
+    attributes: Optional[Attributes] = None
+
+    @property
+    def id(self) -> int:
+        return self.track.id
+
+
+@dataclass(frozen=True)
 class FaceResult:
     """One face of a single-image analysis (web API, batch)."""
 

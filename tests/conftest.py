@@ -47,9 +47,9 @@ def count_events(evs: list[dict], type_: str) -> int:
 
 @pytest.fixture(scope="module")
 def rtsp_clip(tmp_path_factory) -> Path:
-    """The sample clip as raw H.264 for tests/rtsp_server.py, or skip when GStreamer's RTSP
+    """The sample clip as raw H.264 for tests/helpers/rtsp_server.py, or skip when GStreamer's RTSP
     server is not installed."""
-    import rtsp_server
+    from helpers import rtsp_server
 
     reason = rtsp_server.unavailable_reason()
     if reason:

@@ -23,12 +23,11 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, data_path
-from streamer.batch.runner import runner as batch
+from streamer.batch import runner as batch
 from streamer import config
 from streamer.errors import StreamerError
 
-sys.path.insert(0, str(Path(__file__).parent))
-import batch_fakes  # noqa: E402  (worker processes import it by this name)
+from helpers import batch_fakes
 
 HEADER = ",".join(batch.FACE_COLUMNS)
 

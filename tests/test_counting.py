@@ -13,7 +13,7 @@ from streamer.config import CountingConfig, LineConfig, ZoneConfig
 from streamer.core.counting import Counter, age_labels
 from streamer.errors import ConfigError
 from streamer.core.events import EventBuilder
-from streamer.types import Attributes, Frame, Track
+from streamer.types import Attributes, Frame, Person, Track
 
 IMAGES: dict[tuple[int, int], np.ndarray] = {}
 VLINE = [[0.5, 0], [0.5, 1]]  # drawn downwards: left-to-right is "in"
@@ -60,7 +60,7 @@ def play(c: Counter, frames: list[list[Track]], attrs=None, size=(1000, 1000), t
         if i:
             c.clock.t += dt
         f = Frame(i, t0 + i * dt, 0.0, image(size))
-        out += c.update(tracks, attrs or {}, f)
+        out += c.update([Person(t, (attrs or {}).get(t.id)) for t in tracks], f)
         out += c.tick(f.ts, f.id)
     return out
 

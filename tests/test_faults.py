@@ -21,7 +21,7 @@ from conftest import video_path
 from streamer import config
 from streamer.runtime.pipeline import Pipeline
 from streamer.media.sources import EndOfStream, FrameError, SourceLost, VideoSource, redact
-from test_pipeline import FakeDetector, FakeSource, make
+from helpers.pipeline_fakes import FakeDetector, FakeSource, make
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = "face_recognition__short_hamilton_clip.mp4"  # 275 frames, keyframes every ~60
@@ -331,7 +331,7 @@ def test_redact(url, shown):
 
 
 def test_no_code_in_the_source_layer_evaluates_outside_data():
-    for f in ("sources.py", "pipeline.py"):
+    for f in ("media/sources.py", "runtime/pipeline.py"):
         text = (ROOT / "streamer" / f).read_text()
         for bad in ("eval(", "exec(", "pickle", "marshal", "yaml.load(", "shell=True"):
             assert bad not in text, f"{f} uses {bad}"

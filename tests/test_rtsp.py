@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import count_events
-from rtsp_server import RtspServer, StreamerProcess
+from helpers.rtsp_server import RtspServer, StreamerProcess
 
 USER, SECRET = "viewer", "s3cr3t-Pa55"
 DOWN_S = 2.0  # downtime of each outage

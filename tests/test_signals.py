@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import count_events, video_path
-from rtsp_server import RtspServer, StreamerProcess
+from helpers.rtsp_server import RtspServer, StreamerProcess
 
 CLIP = "face_recognition__short_hamilton_clip.mp4"
 EXIT_BUDGET_S = 2.0

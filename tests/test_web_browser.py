@@ -23,9 +23,9 @@ import pytest
 
 from conftest import ROOT, video_path
 from streamer import config as config_mod
-from streamer.web.server import server as web
+from streamer.web import server as web
 from streamer.media.output import LatestJpeg
-from test_web import (HAVE_ATTRIBUTES, HAVE_IMAGEIO, assert_box_on_the_crop, encode, face_image,
+from helpers.web_fixtures import (HAVE_ATTRIBUTES, HAVE_IMAGEIO, assert_box_on_the_crop, encode, face_image,
                       fake_pipeline, free_port, make_app, real_decode, running_server)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from conftest import data_root
-from streamer.web.server import server as web
-from test_web import (HAVE_ATTRIBUTES, HAVE_IMAGEIO, FakeAnalyzer, cfg_with, encode, face_jpeg,
+from streamer.web import server as web
+from helpers.web_fixtures import (HAVE_ATTRIBUTES, HAVE_IMAGEIO, FakeAnalyzer, cfg_with, encode, face_jpeg,
                       gif_two_frames, multipart, real_decode)
 
 pytestmark = pytest.mark.skipif(not HAVE_IMAGEIO, reason="streamer/imageio.py (the upload decoder) "

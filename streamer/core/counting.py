@@ -1,4 +1,4 @@
-"""People counting on lines and zones: ``update(tracks, attrs, frame) -> list[Event]``.
+"""People counting on lines and zones: ``update(people, frame) -> list[Event]``.
 
 Contract: call ``update`` once per processed frame with the tracker's output (every track,
 confirmed or not) and the current per-track attributes, ``tick(ts, frame_id)`` often (every
@@ -70,13 +70,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from streamer.config import CountingConfig
 from streamer.errors import ConfigError
 from streamer.core.events import EventBuilder, attributes_payload
 from streamer.timefmt import iso_ms
-from streamer.types import Attributes, Event, Frame, Point, Track
+from streamer.types import Attributes, Event, Frame, Person, Point, Track
 
 log = logging.getLogger(__name__)
 
@@ -325,21 +325,22 @@ class Counter:
         return ((x1 + x2) / 2, y2 if self.cfg.anchor == "bottom" else (y1 + y2) / 2)
 
     # ---- per frame -------------------------------------------------------------------------
-    def update(self, tracks: list[Track], attrs: dict[int, Attributes], frame: Frame) -> list[Event]:
+    def update(self, people: Sequence[Person], frame: Frame) -> list[Event]:
         h, w = frame.image.shape[:2]
         self._geometry((w, h))
         ts, fid = frame.ts, frame.id
         self._last_ts, self._last_frame = ts, fid
         out = self._drain() + self._maybe_reset(ts, fid)
         alive = set()
-        for t in tracks:
+        for person in people:
+            t = person.track
             alive.add(t.id)
             st = self._tracks.setdefault(t.id, _TrackState())
             if t.confirmed and t.id not in self._seen:
                 self._seen.add(t.id)
                 self._people += 1
                 self._dirty = True
-            st.attrs = attrs.get(t.id, st.attrs)
+            st.attrs = person.attributes or st.attrs
             if not t.detected:
                 continue
             st.last_ts, st.last_box = ts, t.box

@@ -16,11 +16,11 @@ from __future__ import annotations
 import itertools
 import secrets
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 from streamer.config import EventsConfig
 from streamer.timefmt import iso_ms
-from streamer.types import Attributes, Event, Track
+from streamer.types import Attributes, Event, Person
 
 
 def attributes_payload(a: Optional[Attributes]) -> dict:
@@ -73,12 +73,12 @@ class EventBuilder:
             return True
         return old.gender != new.gender or abs(old.age - new.age) >= self.cfg.age_change_years
 
-    def update(self, tracks: list[Track], attrs: dict[int, Attributes], ts: float,
-               frame_id: int) -> list[Event]:
-        self._attrs.update(attrs)
+    def update(self, people: Sequence[Person], ts: float, frame_id: int) -> list[Event]:
+        """Call once per frame with every tracked person (even none): the lifecycle diff."""
+        self._attrs.update((p.id, p.attributes) for p in people if p.attributes is not None)
         out: list[Event] = []
         alive = set()
-        for t in tracks:
+        for t in (p.track for p in people):
             alive.add(t.id)
             life = self._lives.get(t.id)
             if life is None:
@@ -119,6 +119,3 @@ class EventBuilder:
         for tid in list(self._lives):
             out.extend(self._end(tid, ts, frame_id))
         return out
-
-    def ended_ids(self) -> set[int]:
-        return set(self._lives)

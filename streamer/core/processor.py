@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from streamer.types import Attributes, Event, Frame, Track
+from streamer.types import Attributes, Event, Frame, Person
 
 
 @dataclass(frozen=True)
 class Processed:
-    tracks: tuple[Track, ...]
-    attrs: dict[int, Attributes]
+    """What one frame produced: the people tracked in it (confirmed or not), its events."""
+
+    people: tuple[Person, ...]
     events: tuple[Event, ...]
     faces: int  # detections at or above the detector's confidence threshold
     counts: dict = field(default_factory=dict)
@@ -62,13 +63,14 @@ class Processor:
             self._attrs.pop(tid)
             if self.attributes is not None:
                 self.attributes.forget(tid)
-        events += self.events.update(tracks, self._attrs, frame.ts, frame.id)
+        people = tuple(Person(t, self._attrs.get(t.id)) for t in tracks)
+        events += self.events.update(people, frame.ts, frame.id)
         counts = {}
         if self.counter is not None:
-            events += self.counter.update(tracks, self._attrs, frame)
+            events += self.counter.update(people, frame)
             counts = self.counter.counts()
         faces = sum(1 for d in dets if d.score >= self.detector.score_threshold)
-        return Processed(tuple(tracks), dict(self._attrs), tuple(events), faces, counts)
+        return Processed(people, tuple(events), faces, counts)
 
     def outage(self, ts: float, frame_id: int) -> list[Event]:
         """The source went down: end every track cleanly; the next frame starts a new scene."""

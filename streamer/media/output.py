@@ -1,6 +1,6 @@
 """The output stage's pieces: annotated video file, live window, latest JPEG for MJPEG.
 
-``OutputStage.show(image, tracks, attrs, stats)`` draws only when some consumer exists and
+``OutputStage.show(image, people, stats)`` draws only when some consumer exists and
 returns False when the user asked to quit (q / Esc in the window).
 """
 
@@ -116,10 +116,10 @@ class OutputStage:
     def draws(self) -> bool:
         return bool(self.writer or self.display or (self.mjpeg and self.mjpeg.wanted))
 
-    def show(self, image, tracks, attrs, stats) -> bool:
+    def show(self, image, people, stats) -> bool:
         if not self.draws:
             return True
-        overlay.draw(image, tracks, attrs, stats, self.lines)
+        overlay.draw(image, people, stats, self.lines)
         if self.writer:
             self.writer.write(image)
         if self.mjpeg and self.mjpeg.wanted:

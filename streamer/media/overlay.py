@@ -1,4 +1,4 @@
-"""Overlay drawing: ``draw(image, tracks, attrs, stats, lines)`` draws in place and returns it.
+"""Overlay drawing: ``draw(image, people, stats, lines)`` draws in place and returns it.
 
 Only called when something shows the picture (window, video file, MJPEG), so headless runs
 with no video output pay nothing for it.
@@ -11,7 +11,7 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
-from streamer.types import Attributes, FaceResult, Stats, Track
+from streamer.types import Attributes, FaceResult, Person, Stats
 
 BOX = (0, 255, 0)  # confirmed faces: pure green, easy to find again in a decoded frame
 TENTATIVE = (160, 160, 160)
@@ -49,17 +49,18 @@ def draw_box(img, box, color, label: str, thick: int, scale: float) -> None:
         _text(img, label, (x1, y1 - 2), scale, color)
 
 
-def draw(img: np.ndarray, tracks: Iterable[Track], attrs: dict[int, Attributes],
-         stats: Optional[Stats] = None, lines: Iterable[tuple] = ()) -> np.ndarray:
+def draw(img: np.ndarray, people: Iterable[Person], stats: Optional[Stats] = None,
+         lines: Iterable[tuple] = ()) -> np.ndarray:
     scale, thick = _scale(img)
     for (p1, p2, name) in lines:
         cv2.line(img, tuple(map(int, p1)), tuple(map(int, p2)), LINE, thick)
         _text(img, name, tuple(map(int, p1)), scale, LINE)
-    for t in tracks:
+    for person in people:
+        t = person.track
         if t.misses:
             continue
         if t.confirmed:
-            draw_box(img, t.box, BOX, f"#{t.id} {_label(attrs.get(t.id))}".strip(), thick + 1, scale)
+            draw_box(img, t.box, BOX, f"#{t.id} {_label(person.attributes)}".strip(), thick + 1, scale)
         else:
             draw_box(img, t.box, TENTATIVE, "", thick, scale)
     if stats is not None:

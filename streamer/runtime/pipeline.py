@@ -479,7 +479,7 @@ class Pipeline:
                 frames_dropped=self.frames.dropped + self.results.dropped,
                 frames_stale=self.frames_stale, fps=self.fps_meter.tick(),
                 latency_ms=self._stats.latency_ms, faces=p.faces,
-                tracks=sum(1 for t in p.tracks if t.confirmed), reconnects=self.reconnects,
+                tracks=sum(1 for x in p.people if x.track.confirmed), reconnects=self.reconnects,
                 source_up=self.source_up, counts=p.counts)
             self.results.put(Result(frame, p, self._stats), self.stop_event)
         self._end_inference()
@@ -542,7 +542,7 @@ class Pipeline:
                         self.stop()
                     continue
                 try:
-                    keep = self.output.show(r.frame.image, r.processed.tracks, r.processed.attrs, r.stats)
+                    keep = self.output.show(r.frame.image, r.processed.people, r.stats)
                 except Exception:
                     self.stage_errors += 1
                     log.exception("output failed on frame %d", r.frame.id)

@@ -57,7 +57,7 @@ def build_sinks(cfg: Config, extra=()) -> SinkSet:
     if cfg.events.stdout:
         sinks.append(StdoutSink())
     if cfg.mqtt.enabled:
-        from streamer.sinks.basic import mqtt
+        from streamer.sinks import mqtt
         sinks.append(mqtt.MqttSink(cfg.mqtt, cfg.camera))
     sinks.extend(extra)
     return SinkSet(sinks)

@@ -3,7 +3,7 @@
 Two halves in one file:
 - ``main()`` is the server, run by the *system* ``/usr/bin/python3`` (PyGObject and
   GstRtspServer come from Debian packages, not from the venv):
-      /usr/bin/python3 tests/rtsp_server.py PORT CLIP.h264 FPS [USER PASSWORD]
+      /usr/bin/python3 tests/helpers/rtsp_server.py PORT CLIP.h264 FPS [USER PASSWORD]
   It serves ``rtsp://127.0.0.1:PORT/cam`` and prints ``ready`` once it listens. The clip is a
   raw H.264 byte stream (``extract_h264`` makes it from an mp4 with ``ffmpeg -c copy``): raw
   Annex-B bytes can be concatenated, so ``multifilesrc loop=true`` plays it forever; it is
@@ -31,7 +31,7 @@ from typing import Callable
 
 SYSTEM_PY = "/usr/bin/python3"
 MOUNT = "/cam"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv: list[str]) -> int:
