@@ -20,204 +20,22 @@ within 5 years of the estimate.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Protocol, Sequence
+from typing import Optional, Sequence
 
-import cv2
 import numpy as np
 
 from streamer.core import align
-from streamer.media import modelstore
 from streamer.config import AttributesConfig
-from streamer.errors import ModelError
 from streamer.types import Attributes, Box, Detection, Point, Track
-
-AGE_ONNX = "age-v1.onnx"
-GENDER_ONNX = "gender-v1.onnx"
-LH_FILES = ("age_deploy.prototxt", "age_net.caffemodel", "gender_deploy.prototxt",
-            "gender_net.caffemodel")
+# The nets live in attribute_nets.py; their names stay importable from here.
+from streamer.core.attribute_nets import (  # noqa: E402,F401
+    AGE_ONNX, GENDER_ONNX, LH_FILES, DLIB_AGES, LH_AGES, AgeScale, AttributeNets, DlibNets,
+    LeviHassnerNets, build_nets)
 
 RANGE_QUANTILES = (0.1, 0.9)
 CONFIDENCE_YEARS = 5.0
-
-
-@dataclass(frozen=True)
-class AgeScale:
-    """What the age net's classes mean: a representative age and an interval per class.
-
-    The distribution is read as uniform inside each interval, so quantiles and "mass within
-    5 years" are continuous even for Levi-Hassner's 8 wide buckets.
-    """
-
-    values: np.ndarray  # (K,) years, used for the expected value
-    edges: np.ndarray  # (K + 1,) interval bounds, increasing
-
-    def expected(self, p: np.ndarray) -> float:
-        return float(p @ self.values)
-
-    def cdf(self, years: float, p: np.ndarray) -> float:
-        return float(np.interp(years, self.edges, np.concatenate([[0.0], np.cumsum(p)])))
-
-    def quantile(self, q: float, p: np.ndarray) -> float:
-        c = np.concatenate([[0.0], np.cumsum(p)])
-        c /= c[-1]
-        # Zero-probability classes make c flat; np.interp needs increasing x, so nudge.
-        c = c + np.arange(len(c)) * 1e-12
-        return float(np.interp(q, c, self.edges))
-
-
-DLIB_AGES = AgeScale(
-    values=np.array([0.25] + [float(k) for k in range(1, 81)]),
-    edges=np.array([0.0] + [k + 0.5 for k in range(81)]),
-)
-# (0-2) (4-6) (8-12) (15-20) (25-32) (38-43) (48-53) (60-100); gaps split at their middle.
-LH_AGES = AgeScale(
-    values=np.array([1.0, 5.0, 10.0, 17.5, 28.5, 40.5, 50.5, 80.0]),
-    edges=np.array([0.0, 3.0, 7.0, 13.5, 22.5, 35.0, 45.5, 56.5, 100.0]),
-)
-
-
-class AttributeNets(Protocol):
-    """Chips in, probabilities out; one forward pass per net per call.
-
-    ``chip_sizes`` is (age, gender) chip side in pixels and ``chip_padding`` the dlib padding
-    the chips are cut with. ``forward`` takes BGR uint8 chips and returns
-    ``(age_probs (N, K), gender_probs (N, 2) as [female, male])``.
-    """
-
-    chip_sizes: tuple[int, int]
-    chip_padding: float
-    ages: AgeScale
-
-    def forward(self, age_chips: np.ndarray, gender_chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def _blob(chips: np.ndarray, mean_rgb: Sequence[float], scale: float, size: int,
-          swap_rb: bool) -> np.ndarray:
-    x = chips[..., ::-1] if swap_rb else chips
-    if x.shape[1:3] != (size, size):
-        x = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in x])
-    x = x.astype(np.float32)
-    x -= np.asarray(mean_rgb, np.float32)
-    x *= np.float32(scale)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
-def _error_line(e: Exception) -> str:
-    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(e).__name__
-
-
-class DlibNets:
-    """The dlib-models (Cydral, CC0) age and gender nets as ONNX, through ``cv2.dnn``.
-
-    Input: RGB, ``(pixel - mean) / 256``; age 64x64 -> 81 classes (age k, class 0 = 0.25 y),
-    gender 32x32 -> [female, male]. A lock makes ``forward`` safe to share between a web
-    server's threads (``cv2.dnn.Net`` is not re-entrant).
-    """
-
-    MEAN_RGB = (122.782, 117.001, 104.298)
-    chip_sizes = (align.AGE_CHIP, align.GENDER_CHIP)
-    chip_padding = align.CHIP_PADDING
-    ages = DLIB_AGES
-
-    def __init__(self, models_dir: Optional[Path] = None, *, age_net=None, gender_net=None):
-        # age_net / gender_net: already-loaded cv2.dnn nets (tests wrap them to count calls).
-        self._age = age_net or self._load(modelstore.path_of(AGE_ONNX, models_dir))
-        self._gender = gender_net or self._load(modelstore.path_of(GENDER_ONNX, models_dir))
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _load(path: Path):
-        try:
-            return cv2.dnn.readNet(str(path))
-        except cv2.error as e:
-            raise ModelError(f"cannot load {path} with OpenCV {cv2.__version__}: {_error_line(e)}") from None
-
-    def forward(self, age_chips: np.ndarray, gender_chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(age_chips) == 0:
-            return np.zeros((0, 81), np.float32), np.zeros((0, 2), np.float32)
-        a = _blob(age_chips, self.MEAN_RGB, 1 / 256, self.chip_sizes[0], swap_rb=True)
-        g = _blob(gender_chips, self.MEAN_RGB, 1 / 256, self.chip_sizes[1], swap_rb=True)
-        with self._lock:
-            self._age.setInput(a)
-            pa = np.array(self._age.forward(), np.float32).reshape(len(a), -1)
-            self._gender.setInput(g)
-            pg = np.array(self._gender.forward(), np.float32).reshape(len(g), -1)
-        return pa, pg
-
-
-class LeviHassnerNets:
-    """The seed's Levi & Hassner (2015) Caffe nets, brought by the user (OpenCV 4.x only).
-
-    Files in the models folder: age_deploy.prototxt, age_net.caffemodel,
-    gender_deploy.prototxt, gender_net.caffemodel. Input 227x227 BGR minus the Adience mean,
-    no scaling; age -> 8 buckets, gender -> [Male, Female] (reordered here to [female, male]).
-    Chips are aligned like the dlib ones but with padding 0.4, which frames the face about as
-    the seed's box-plus-20-px crop did for a face 100-150 px wide.
-    """
-
-    MEAN_BGR = (78.4263377603, 87.7689143744, 114.895847746)
-    chip_sizes = (227, 227)
-    chip_padding = 0.4
-    ages = LH_AGES
-
-    def __init__(self, models_dir: Optional[Path] = None):
-        if not hasattr(cv2.dnn, "readNetFromCaffe"):
-            raise ModelError(
-                f"attributes.model_set levi_hassner needs OpenCV's Caffe importer, which OpenCV "
-                f"{cv2.__version__} removed; use attributes.model_set: dlib, or install "
-                "opencv-python<5 to keep the Caffe nets")
-        d = Path(models_dir or modelstore.default_dir())
-        paths = [d / name for name in LH_FILES]
-        for p in paths:
-            if not p.is_file():
-                raise ModelError(
-                    f"Levi-Hassner model file {p} is missing: put age_deploy.prototxt, "
-                    f"age_net.caffemodel, gender_deploy.prototxt and gender_net.caffemodel in {d}, "
-                    "or use attributes.model_set: dlib")
-        self._age = self._load(paths[0], paths[1], len(LH_AGES.values))
-        self._gender = self._load(paths[2], paths[3], 2)
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _load(proto: Path, weights: Path, classes: int):
-        try:
-            net = cv2.dnn.readNetFromCaffe(str(proto), str(weights))
-            if net.empty():
-                raise ModelError(f"cannot load {weights} with {proto}: OpenCV returned an empty net")
-            # A weights file that is not the deploy file's model can parse yet miss blobs;
-            # one forward at load time turns that into an error here rather than mid-stream.
-            net.setInput(np.zeros((1, 3, 227, 227), np.float32))
-            out = net.forward()
-        except cv2.error as e:
-            raise ModelError(f"cannot load {weights} with {proto}: {_error_line(e)}") from None
-        if out.size != classes:
-            raise ModelError(f"{weights} with {proto} gives {out.size} outputs, expected {classes} "
-                             "(Levi-Hassner: 8 age buckets, 2 genders)")
-        return net
-
-    def forward(self, age_chips: np.ndarray, gender_chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(age_chips) == 0:
-            return np.zeros((0, 8), np.float32), np.zeros((0, 2), np.float32)
-        a = _blob(age_chips, self.MEAN_BGR, 1.0, self.chip_sizes[0], swap_rb=False)
-        g = a if gender_chips is age_chips else _blob(gender_chips, self.MEAN_BGR, 1.0,
-                                                       self.chip_sizes[1], swap_rb=False)
-        with self._lock:
-            self._age.setInput(a)
-            pa = np.array(self._age.forward(), np.float32).reshape(len(a), -1)
-            self._gender.setInput(g)
-            pg = np.array(self._gender.forward(), np.float32).reshape(len(g), -1)
-        return pa, pg[:, ::-1].copy()  # [Male, Female] -> [female, male]
-
-
-def build_nets(cfg: AttributesConfig, models_dir: Optional[Path] = None) -> AttributeNets:
-    """Load the configured model set (raises ModelError naming the file or the fix)."""
-    if cfg.model_set == "levi_hassner":
-        return LeviHassnerNets(models_dir)
-    return DlibNets(models_dir)
 
 
 def summarize(age_p: np.ndarray, gender_p: np.ndarray, ages: AgeScale, samples: int) -> Attributes:
