@@ -9,7 +9,8 @@ import pytest
 from streamer import config
 from streamer.core.events import EventBuilder
 from streamer.media.output import OutputStage
-from streamer.runtime.pipeline import EOS, BoundedQueue, Pipeline
+from streamer.runtime.pipeline import Pipeline
+from streamer.runtime.queues import EOS, BoundedQueue
 from streamer.core.processor import Processor
 from streamer.sinks.basic import SinkSet
 from streamer.media.sources import EndOfStream, SourceLost

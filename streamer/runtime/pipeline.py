@@ -45,147 +45,16 @@ from streamer.sinks.basic import SinkSet
 from streamer.media.sources import EndOfStream, SourceLost, redact
 from streamer.runtime.meters import LatencyHistogram, RateMeter
 from streamer.types import Event, Frame, Stats
+from streamer.runtime.deadline import CallTimeout, DeadlineCaller
+from streamer.runtime.queues import EOS, BoundedQueue, SourceChange
 
 log = logging.getLogger(__name__)
-
-EOS = object()  # end-of-stream sentinel
-
-
-@dataclass(frozen=True)
-class SourceChange:
-    """Control item in the frame queue: the source went down or came back."""
-
-    up: bool
-    ts: float
-    outage_s: float = 0.0
-    reason: str = ""
-
 
 @dataclass(frozen=True)
 class Result:
     frame: Frame
     processed: Processed
     stats: Stats
-
-
-def in_background(fn: Callable[[], None]) -> threading.Thread:
-    """Run a one-time load (e.g. the tracker's solver import) beside the model loading, so
-    start-up pays for the longer of the two, not their sum. Join it before the first frame:
-    loading it later would stall a live stream and drop frames."""
-    t = threading.Thread(target=fn, name="preload", daemon=True)
-    t.start()
-    return t
-
-
-class BoundedQueue:
-    """A bounded FIFO with a full-queue policy: ``drop_oldest`` (live) or block (files).
-
-    ``put`` blocks at most until ``stop`` is set (checked every ``poll`` seconds). Control items
-    (end of stream, source down/up) sent with ``put_control`` are never refused and never evict
-    a frame: they may exceed the bound by the few control items in flight.
-    """
-
-    def __init__(self, maxsize: int, drop_oldest: bool, poll: float = 0.1):
-        self.maxsize = max(1, maxsize)
-        self.drop_oldest = drop_oldest
-        self.poll = poll
-        self.dropped = 0
-        self._q: collections.deque = collections.deque()
-        self._cond = threading.Condition()
-
-    def __len__(self) -> int:
-        return len(self._q)
-
-    def put(self, item: Any, stop: threading.Event) -> bool:
-        with self._cond:
-            while len(self._q) >= self.maxsize:
-                if self.drop_oldest:
-                    self._q.popleft()
-                    self.dropped += 1
-                    break
-                if stop.is_set():
-                    return False
-                self._cond.wait(self.poll)
-            self._q.append(item)
-            self._cond.notify_all()
-            return True
-
-    def put_control(self, item: Any) -> None:
-        with self._cond:
-            self._q.append(item)
-            self._cond.notify_all()
-
-    def get(self, timeout: float) -> Any:
-        """The oldest item, or None after ``timeout`` seconds with nothing to get."""
-        with self._cond:
-            if not self._q and not self._cond.wait_for(lambda: bool(self._q), timeout):
-                return None
-            item = self._q.popleft()
-            self._cond.notify_all()
-            return item
-
-
-class CallTimeout(Exception):
-    """A source call did not return before its deadline (or stop was requested meanwhile)."""
-
-
-class _Caller:
-    """One helper thread that runs the capture thread's blocking source calls, each with a
-    deadline. cv2 cannot interrupt a call stuck in FFmpeg and Python cannot kill a thread, so
-    when a call overruns, the caller gives up on this helper: it stays blocked (a daemon) until
-    cv2 returns, drops the late result and exits; the next call gets a fresh helper. FFmpeg's own
-    timeouts make cv2 return eventually, so abandoned helpers do not pile up."""
-
-    def __init__(self, name: str):
-        self._cond = threading.Condition()
-        self._job: Optional[Callable[[], Any]] = None
-        self._result: Optional[tuple[Any, Optional[BaseException]]] = None
-        self._abandoned = False
-        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._job is not None or self._abandoned)
-                if self._abandoned:
-                    return
-                fn, self._job = self._job, None
-            try:
-                result: tuple[Any, Optional[BaseException]] = (fn(), None)
-            except Exception as e:  # handed to the caller, raised there
-                result = (None, e)
-            with self._cond:
-                if self._abandoned:
-                    return
-                self._result = result
-                self._cond.notify_all()
-
-    def close(self) -> None:
-        """Let the thread exit: now when idle, after its current call otherwise."""
-        with self._cond:
-            self._abandoned = True
-            self._cond.notify_all()
-
-    def call(self, fn: Callable[[], Any], timeout: float, stop: threading.Event) -> Any:
-        """``fn()``'s value (or its exception), or CallTimeout after ``timeout`` s or on stop.
-        After a CallTimeout this helper is abandoned: use a new one."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            self._result, self._job = None, fn
-            self._cond.notify_all()
-            while self._result is None:
-                left = deadline - time.monotonic()
-                if left <= 0 or stop.is_set():
-                    self._abandoned = True
-                    self._cond.notify_all()
-                    raise CallTimeout(f"no answer within {timeout:g} s"
-                                      if left <= 0 else "stopped")
-                self._cond.wait(min(left, 0.1))
-            (value, err), self._result = self._result, None
-        if err is not None:
-            raise err
-        return value
 
 
 class Pipeline:
@@ -240,7 +109,7 @@ class Pipeline:
         self._restarts: dict[str, collections.deque] = {}
         self._stop_deadline: Optional[float] = None
         self._inference_ended = False
-        self._io: Optional[_Caller] = None  # helper for live-source calls; replaced when stuck
+        self._io: Optional[DeadlineCaller] = None  # helper for live-source calls; replaced when stuck
         self._helpers: list[threading.Thread] = []  # current and abandoned helper threads
         self._last_read_mono: Optional[float] = None
         self._down_since: Optional[float] = None  # mono time of the last frame before an outage
@@ -357,7 +226,7 @@ class Pipeline:
         ever returns)."""
         if self._io is None:
             self._helpers = [t for t in self._helpers if t.is_alive()]
-            self._io = _Caller(f"capture-io-{len(self._helpers) + 1}")
+            self._io = DeadlineCaller(f"capture-io-{len(self._helpers) + 1}")
             self._helpers.append(self._io.thread)
         try:
             return self._io.call(fn, timeout, self.stop_event)

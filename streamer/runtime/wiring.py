@@ -12,7 +12,8 @@ from streamer.media import sources
 from streamer.config import Config
 from streamer.core.events import EventBuilder
 from streamer.media.output import LatestJpeg, OutputStage, check_display
-from streamer.runtime.pipeline import Pipeline, in_background
+from streamer.runtime.deadline import in_background
+from streamer.runtime.pipeline import Pipeline
 from streamer.core.processor import Processor
 from streamer.sinks.basic import JsonlSink, SinkSet, StdoutSink
 
