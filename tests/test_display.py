@@ -2,7 +2,6 @@
 and the overlay in it; q quits it."""
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import video_path
+from conftest import missing, require_binary, video_path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -24,21 +23,20 @@ def _free_display() -> int:
     for n in range(90, 200):
         if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
             return n
-    pytest.skip("no free X display number")
+    missing("no free X display number in :90-:199 for Xvfb")
 
 
 @pytest.fixture
 def xvfb():
-    if not shutil.which("Xvfb"):
-        pytest.skip("Xvfb is not installed (Debian package xvfb; make system installs it)")
+    xvfb_bin = require_binary("Xvfb", package="xvfb")
     n = _free_display()
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen([xvfb_bin, f":{n}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not Path(f"/tmp/.X11-unix/X{n}").exists():
         if time.monotonic() > deadline or proc.poll() is not None:
             proc.kill()
-            pytest.skip("Xvfb did not start")
+            missing(f"Xvfb did not start on :{n} within 10 s")
         time.sleep(0.05)
     yield f":{n}"
     proc.terminate()
@@ -65,8 +63,8 @@ def _window_geometry(display: str) -> tuple[int, int, int, int] | None:
 
 
 def test_display_window_shows_overlay_under_xvfb(xvfb, tmp_path):
-    if not shutil.which("ffmpeg") or not shutil.which("xwininfo"):
-        pytest.skip("ffmpeg (x11grab) and xwininfo are needed for the screenshot")
+    require_binary("ffmpeg", package="ffmpeg")  # x11grab takes the screenshot
+    require_binary("xwininfo", package="x11-utils")  # finds the window
     clip = video_path("face_recognition__short_hamilton_clip.mp4")
     env = dict(os.environ, DISPLAY=xvfb)
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--source", str(clip), "--display",

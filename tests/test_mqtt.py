@@ -17,8 +17,6 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,20 +32,20 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from conftest import require_binary
 from streamer.config import MqttConfig
 from streamer.errors import ConfigError
 from streamer.core.events import EventBuilder
 from streamer.sinks.mqtt import MqttSink
 from streamer.sinks.spool import Spool
 
-MOSQUITTO = "/usr/sbin/mosquitto"
 ROOT = Path(__file__).resolve().parent.parent
 
 
 
-def need_mosquitto() -> None:
-    if not os.access(MOSQUITTO, os.X_OK):
-        pytest.skip(f"Mosquitto not installed at {MOSQUITTO} (apt-get install mosquitto, or `make system`)")
+def need_mosquitto() -> str:
+    """The broker binary, on PATH or in /usr/sbin (skip locally / fail under CI=true)."""
+    return require_binary("mosquitto", package="mosquitto")
 
 
 def wait_until(pred, timeout: float, what: str, step: float = 0.02) -> None:
@@ -69,7 +67,7 @@ class Broker:
     """One mosquitto process with a generated config; restartable on the same port."""
 
     def __init__(self, directory: Path, password_file: Path | None = None, tls: dict | None = None):
-        need_mosquitto()
+        self.binary = need_mosquitto()
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -90,7 +88,7 @@ class Broker:
 
     def start(self) -> None:
         log = open(self.dir / "mosquitto.log", "ab")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log, stderr=log)
         log.close()
         wait_until(self._listening, 10, f"mosquitto on port {self.port}")
 
@@ -500,9 +498,7 @@ def test_last_will_says_offline_when_the_process_is_killed(broker, tmp_path):
 
 @pytest.fixture
 def auth_broker(tmp_path):
-    passwd = shutil.which("mosquitto_passwd")
-    if passwd is None:
-        pytest.skip("mosquitto_passwd not installed (Debian package mosquitto)")
+    passwd = require_binary("mosquitto_passwd", package="mosquitto")
     pw_file = tmp_path / "passwd"
     subprocess.run([passwd, "-b", "-c", str(pw_file), "cam", "Sup3r-Secret-PW"], check=True,
                    capture_output=True)
@@ -547,9 +543,7 @@ def test_password_never_appears_in_logs_or_events(auth_broker, tmp_path, caplog,
 
 def make_certs(d: Path) -> dict:
     """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl not installed: cannot make test certificates")
+    openssl = require_binary("openssl", package="openssl")
     d.mkdir()
 
     def run(*args):

@@ -44,7 +44,7 @@ from streamer.media.output import LatestJpeg
 from streamer.runtime.meters import LatencyHistogram
 from streamer.types import Attributes, FaceResult, Stats
 
-from helpers.web_fixtures import (FakeAnalyzer, HAVE_ATTRIBUTES, HAVE_IMAGEIO, assert_box_on_the_crop, b64, bomb_png, cfg_with, encode, face_crop_path, face_image, face_jpeg, fake_pipeline, free_port, gif_two_frames, make_app, multipart, needs_imageio, needs_models, png_chunk, real_decode, request_to, running_server, simple_decode)
+from helpers.web_fixtures import (FakeAnalyzer, assert_box_on_the_crop, b64, bomb_png, cfg_with, encode, face_crop_path, face_image, face_jpeg, fake_pipeline, free_port, gif_two_frames, make_app, multipart, png_chunk, real_decode, request_to, running_server, simple_decode)
 
 
 @pytest.fixture
@@ -356,8 +356,6 @@ def test_each_request_is_logged_on_one_line(client, caplog):
 
 @pytest.fixture
 def real_client():
-    if not HAVE_IMAGEIO:
-        pytest.skip("streamer/imageio.py has not landed yet")
     return make_app(decode=real_decode()).test_client()
 
 
@@ -366,7 +364,6 @@ def _post_file(c, data: bytes, name="f.bin"):
     return c.post("/analyze", data=body, content_type=ctype)
 
 
-@needs_imageio
 @pytest.mark.parametrize("make, status, code", [
     (lambda: b"", 400, "empty"),
     (lambda: b"plain text, not an image" * 10, 400, "not_an_image"),
@@ -380,7 +377,6 @@ def test_hostile_files_refused(real_client, make, status, code):
     assert real_client.get("/healthz").status_code == 200
 
 
-@needs_imageio
 def test_bomb_is_refused_fast_and_small():
     data = bomb_png()
     assert len(data) < 200_000
@@ -391,7 +387,6 @@ def test_bomb_is_refused_fast_and_small():
     assert time.perf_counter() - t0 < 2.0  # refused from the header, never inflated
 
 
-@needs_imageio
 def test_oversized_image_is_downscaled_not_refused(real_client):
     img = np.full((400, 6000, 3), 200, np.uint8)
     r = _post_file(real_client, encode(img), "wide.jpg")
@@ -400,7 +395,6 @@ def test_oversized_image_is_downscaled_not_refused(real_client):
         r.json["width"] == 5000 and abs(r.json["height"] - 333) <= 1)
 
 
-@needs_imageio
 def test_animated_gif_uses_first_frame(real_client):
     r = _post_file(real_client, gif_two_frames(), "anim.gif")
     assert r.status_code == 200, r.json
@@ -413,13 +407,10 @@ def test_animated_gif_uses_first_frame(real_client):
 
 @pytest.fixture(scope="module")
 def real_app():
-    if not (HAVE_ATTRIBUTES and HAVE_IMAGEIO):
-        pytest.skip("streamer/attributes.py or streamer/imageio.py has not landed yet")
     cfg = config_mod.load()
     return web.create_app(cfg, web.AnalyzerPool.build(cfg, 1), decode=real_decode())
 
 
-@needs_models
 def test_real_face_photo(real_app):
     c = real_app.test_client()
     r = c.post("/analyze", json={"image": b64(face_jpeg()), "filename": "face.jpg"})
@@ -436,7 +427,6 @@ def test_real_face_photo(real_app):
     assert green.sum() > 200
 
 
-@needs_models
 def test_same_answer_as_the_analyzer(real_app):
     """/analyze is a thin shell around Analyzer: same faces as calling it directly."""
     from streamer.core.analyze import Analyzer
@@ -449,7 +439,6 @@ def test_same_answer_as_the_analyzer(real_app):
     assert [f["gender"] for f in got] == [f.attributes.gender for f in direct.faces]
 
 
-@needs_models
 def test_blank_image_has_no_faces_and_is_fast(real_app):
     c = real_app.test_client()
     c.post("/analyze", data=encode(np.full((480, 640, 3), 128, np.uint8)), content_type="image/jpeg")
@@ -465,7 +454,7 @@ def test_blank_image_has_no_faces_and_is_fast(real_app):
 # ---- a real server on a free port ------------------------------------------------------
 
 def test_real_server_bad_inputs_and_keeps_serving():
-    app = make_app(cfg_with(max_body_mb=1.0), decode=real_decode() if HAVE_IMAGEIO else simple_decode)
+    app = make_app(cfg_with(max_body_mb=1.0), decode=real_decode())
     with running_server(app) as srv:
         cases = [
             (b"", {"Content-Type": "application/json"}, 400, "empty"),
@@ -473,9 +462,8 @@ def test_real_server_bad_inputs_and_keeps_serving():
             (b'{"image": "%%%"}', {"Content-Type": "application/json"}, 400, "bad_base64"),
             (b"\x00" * 100, {"Content-Type": "image/png"}, 400, "not_an_image"),
             (b"{" + b"a" * 3_000_000, {"Content-Type": "application/json"}, 413, "too_large"),
+            (bomb_png(), {"Content-Type": "image/png"}, 413, "too_many_pixels"),
         ]
-        if HAVE_IMAGEIO:
-            cases.append((bomb_png(), {"Content-Type": "image/png"}, 413, "too_many_pixels"))
         for body, headers, status, code in cases:
             st, h, data = request_to(srv, "POST", "/analyze", body, headers)
             assert st == status and h["content-type"] == "application/json", data[:200]
@@ -645,7 +633,6 @@ def test_port_in_use_is_a_clear_error():
         assert f"web.port {srv.port}" in str(e.value)
 
 
-@needs_models
 def test_real_server_real_models_face_photo():
     cfg = config_mod.load()
     app = web.create_app(cfg, web.AnalyzerPool.build(cfg, 1), decode=real_decode())
@@ -659,7 +646,6 @@ def test_real_server_real_models_face_photo():
         assert metric(m, "streamer_analyze_faces_total") == 1
 
 
-@needs_models
 @pytest.mark.slow
 def test_stream_serve_wiring_with_a_real_pipeline():
     """What ``run.py stream --serve`` does: real pipeline on a real video, server beside it."""
@@ -702,7 +688,6 @@ def test_stream_serve_wiring_with_a_real_pipeline():
         server.shutdown()
 
 
-@needs_models
 def test_run_py_serve_end_to_end(tmp_path):
     """``python run.py serve --port P``: serves, logs one line per request, stops on SIGTERM."""
     import signal

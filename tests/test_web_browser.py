@@ -2,7 +2,7 @@
 protocol with urllib (no selenium dependency), against a real server on a free port.
 
 Screenshots go to ``test-artifacts/`` (gitignored) so a person can look at what the page shows.
-Skips, naming what is missing, when chromium or chromedriver is not installed.
+Without chromium or chromedriver: a skip naming the binary, a failure under CI=true (conftest).
 """
 
 from __future__ import annotations
@@ -21,27 +21,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, video_path
+from conftest import ROOT, require_binary, video_path
 from streamer import config as config_mod
 from streamer.web import server as web
 from streamer.media.output import LatestJpeg
-from helpers.web_fixtures import (HAVE_ATTRIBUTES, HAVE_IMAGEIO, assert_box_on_the_crop, encode, face_image,
+from helpers.web_fixtures import (assert_box_on_the_crop, encode, face_image,
                       fake_pipeline, free_port, make_app, real_decode, running_server)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = ROOT / "test-artifacts"
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # W3C WebDriver element reference key
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-dev-shm-usage", "--window-size=1400,1300"]
 
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"),
-    pytest.mark.skipif(CHROMEDRIVER is None, reason="chromedriver is not installed "
-                       "(apt-get install chromium-driver)"),
-    pytest.mark.skipif(not HAVE_IMAGEIO, reason="streamer/imageio.py has not landed yet"),
-]
 
 
 class WebDriverError(Exception):
@@ -108,9 +100,12 @@ def wait_for(b: Browser, expr: str, timeout_s: float = 20.0) -> bool:
 
 @pytest.fixture(scope="module")
 def browser():
+    # skip locally / fail under CI=true, naming the binary (conftest.require_binary)
+    chromium = require_binary("chromium", "chromium-browser", "google-chrome", package="chromium")
+    chromedriver = require_binary("chromedriver", package="chromium-driver")
     port = free_port()
     profile = tempfile.mkdtemp(prefix="streamer-chromium-")
-    drv = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.PIPE,
+    drv = subprocess.Popen([chromedriver, f"--port={port}"], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:
         # chromedriver prints one line when it listens; read it instead of sleeping.
@@ -126,7 +121,7 @@ def browser():
         base = f"http://127.0.0.1:{port}"
         caps = {"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": CHROMIUM,
+            "goog:chromeOptions": {"binary": chromium,
                                    "args": CHROME_FLAGS + [f"--user-data-dir={profile}"]}}}}
         session = Browser(base, "").call("POST", "/session", caps)["sessionId"]
         b = Browser(base, session)
@@ -150,8 +145,6 @@ def _face_table(b: Browser) -> list[list[str]]:
                 ".map(r => [...r.cells].map(c => c.textContent));")
 
 
-@pytest.mark.skipif(not HAVE_ATTRIBUTES, reason="streamer/attributes.py has not landed yet: "
-                    "the page test uploads a real photo through the real models")
 def test_upload_real_face_photo_shows_it_in_the_table(browser, tmp_path):
     photo = tmp_path / "face.jpg"
     photo.write_bytes(encode(face_image((640, 480))))
@@ -228,7 +221,6 @@ def test_live_panel_with_a_running_stream(browser):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_ATTRIBUTES, reason="streamer/attributes.py has not landed yet")
 def test_live_panel_with_a_real_pipeline(browser):
     """``run.py stream --serve`` wiring: a real pipeline on a real video, looped, in-process."""
     from streamer.runtime import wiring as app_mod

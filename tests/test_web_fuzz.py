@@ -29,11 +29,8 @@ from hypothesis import strategies as st
 
 from conftest import data_root
 from streamer.web import server as web
-from helpers.web_fixtures import (HAVE_ATTRIBUTES, HAVE_IMAGEIO, FakeAnalyzer, cfg_with, encode, face_jpeg,
+from helpers.web_fixtures import (FakeAnalyzer, cfg_with, encode, face_jpeg,
                       gif_two_frames, multipart, real_decode)
-
-pytestmark = pytest.mark.skipif(not HAVE_IMAGEIO, reason="streamer/imageio.py (the upload decoder) "
-                                "has not landed yet; fuzzing a stand-in decoder would prove nothing")
 
 FUZZ_SEED = int(os.environ.get("STREAMER_FUZZ_SEED", "0"))
 CONTENT_TYPES = ["application/json", "image/jpeg", "image/png", "application/octet-stream",
@@ -125,8 +122,6 @@ def fuzz_client():
 
 @pytest.fixture(scope="module")
 def real_model_client():
-    if not HAVE_ATTRIBUTES:
-        pytest.skip("streamer/attributes.py has not landed yet: no real models to fuzz through")
     cfg = cfg_with(max_pixels=4_000_000, max_body_mb=2.0)
     return web.create_app(cfg, web.AnalyzerPool.build(cfg, 1), decode=real_decode()).test_client()
 
@@ -229,14 +224,12 @@ def _payloads(rnd: random.Random, n: int):
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS is read from /proc (Linux)")
 def test_memory_stays_flat(request):
-    """RSS after 2000 mixed requests (fake analyzer; plus real models when present) stays
-    within a few MB of RSS after a warm-up of the same mix."""
-    cfg = cfg_with(max_pixels=4_000_000, max_body_mb=2.0)
-    analyzers = [FakeAnalyzer()]
-    if HAVE_ATTRIBUTES:
-        from streamer.core.analyze import Analyzer
+    """RSS after 2000 mixed requests through the real models stays within a few MB of RSS
+    after a warm-up of the same mix."""
+    from streamer.core.analyze import Analyzer
 
-        analyzers = [Analyzer(cfg)]
+    cfg = cfg_with(max_pixels=4_000_000, max_body_mb=2.0)
+    analyzers = [Analyzer(cfg)]
     c = web.create_app(cfg, web.AnalyzerPool(analyzers), decode=real_decode()).test_client()
     rnd = random.Random(1234)
     small = [s for s in SEEDS if len(s) < 40_000]

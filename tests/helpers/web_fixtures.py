@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import functools
 import http.client
-import importlib.util
 import io
 import json
 import logging
@@ -32,13 +31,6 @@ from streamer.runtime.meters import LatencyHistogram
 from streamer.types import Attributes, FaceResult, Stats
 from conftest import ROOT, data_path
 
-HAVE_IMAGEIO = importlib.util.find_spec("streamer.media.images") is not None
-HAVE_ATTRIBUTES = importlib.util.find_spec("streamer.core.attributes") is not None
-needs_imageio = pytest.mark.skipif(not HAVE_IMAGEIO, reason="streamer/imageio.py (the upload "
-                                   "decoder, another engineer's module) has not landed yet")
-needs_models = pytest.mark.skipif(not (HAVE_ATTRIBUTES and HAVE_IMAGEIO),
-                                  reason="streamer/attributes.py or streamer/imageio.py has not "
-                                  "landed yet: the real /analyze path needs both")
 
 
 # ---- helpers (also used by test_web_fuzz, test_web_browser, scripts/bench_web) -----------
