@@ -64,8 +64,10 @@ def build_sinks(cfg: Config, extra=()) -> SinkSet:
     return SinkSet(sinks)
 
 
-def build_pipeline(cfg: Config, mjpeg: Optional[LatestJpeg] = None, on_result=None) -> Pipeline:
-    """Open the source and load models first, so bad input fails before any thread starts."""
+def build_pipeline(cfg: Config, mjpeg: Optional[LatestJpeg] = None, on_result=None,
+                   extra_sinks=()) -> Pipeline:
+    """Open the source and load models first, so bad input fails before any thread starts.
+    ``extra_sinks`` join the configured ones (the site runner's channel to its parent)."""
     from streamer.core.track import Tracker
 
     if cfg.output.display:
@@ -77,7 +79,7 @@ def build_pipeline(cfg: Config, mjpeg: Optional[LatestJpeg] = None, on_result=No
     lines = processor.counter.draw_lines(source.size) if processor.counter is not None else ()
     output = OutputStage(cfg.output.video, source.fps or 25.0, cfg.output.display, mjpeg, lines)
     try:
-        sinks = build_sinks(cfg)
+        sinks = build_sinks(cfg, extra_sinks)
     except Exception:
         output.close()
         raise
