@@ -116,8 +116,7 @@ class Client:
 
 
 def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))]
+    return float(np.percentile(xs, q))  # linear interpolation between the nearest samples
 
 
 def latency(client: Client, body: bytes, path: str, n: int) -> dict:

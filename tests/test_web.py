@@ -340,11 +340,11 @@ def test_metrics_without_pipeline_have_web_series_only(client):
 
 
 def test_each_request_is_logged_on_one_line(client, caplog):
-    caplog.set_level(logging.INFO, logger="streamer.web.server")
+    caplog.set_level(logging.INFO, logger="streamer.web.app")
     client.post("/analyze", json={"image": b64(encode(np.zeros((9, 9, 3), np.uint8)))})
     client.post("/analyze", data=b"{", content_type="application/json")
     client.get("/nope/../x")
-    lines = [r.getMessage() for r in caplog.records if r.name == "streamer.web.server"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "streamer.web.app"]
     assert len(lines) == 3
     assert lines[0].startswith("127.0.0.1 POST /analyze 200 ") and lines[0].endswith("faces=1")
     assert " ms " in lines[0]
@@ -523,8 +523,8 @@ def test_real_server_concurrent_requests_never_share_an_analyzer():
 
 
 def test_analysis_runs_on_the_pool_threads_not_on_request_threads():
-    """OpenCV pays a set-up per new thread (putText ~50 ms): werkzeug makes a thread per
-    connection, so the work must stay on the pool's long-lived workers."""
+    """OpenCV pays a set-up per new thread (putText ~50 ms): the work must stay on the pool's
+    long-lived workers, whatever thread the WSGI server answers a connection on."""
     fake = FakeAnalyzer()
     body = json.dumps({"image": b64(encode(np.zeros((16, 16, 3), np.uint8)))}).encode()
     with running_server(make_app(analyzer=fake)) as srv:
@@ -563,6 +563,82 @@ def test_pool_worker_exception_reaches_the_request():
             pool.run(np.zeros((8, 8, 3), np.uint8), None)
     finally:
         pool.close()
+
+
+def test_pool_makes_one_analyzer_per_thread_lazily_and_at_most_size():
+    made: list[int] = []
+    lock = threading.Lock()
+
+    def factory():
+        with lock:
+            made.append(threading.get_ident())
+        return FakeAnalyzer(delay=0.02)
+
+    pool = web.AnalyzerPool(factory, size=2)
+    try:
+        assert made == []  # nothing loaded before the first job
+        img = np.zeros((8, 8, 3), np.uint8)
+        threads = [threading.Thread(target=pool.run, args=(img, None)) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert 1 <= len(made) <= 2 and len(set(made)) == len(made)  # one per worker thread
+        pool.warm()  # the barrier puts one job on each of the 2 threads
+        assert len(made) == 2 and len(set(made)) == 2
+    finally:
+        pool.close()
+    with pytest.raises(web.ApiError) as e:  # closed: refused as busy, not a crash
+        pool.run(np.zeros((8, 8, 3), np.uint8), None)
+    assert e.value.status == 503
+
+
+def test_pool_warm_surfaces_a_model_error():
+    def broken():
+        raise RuntimeError("model file is damaged")
+
+    pool = web.AnalyzerPool(broken, size=1)
+    try:
+        with pytest.raises(RuntimeError, match="damaged"):
+            pool.warm()
+    finally:
+        pool.close()
+
+
+def test_server_is_waitress_with_keep_alive():
+    with running_server(make_app()) as srv:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        for _ in range(3):  # three requests on one connection
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            assert r.status == 200 and json.loads(r.read())["status"] == "ready"
+            assert r.getheader("Server") == "streamer"
+        conn.close()
+
+
+def test_shutdown_with_idle_keepalive_connections_is_bounded():
+    srv = web.Server(make_app(), "127.0.0.1", 0).start()
+    conns = []
+    for _ in range(4):
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        c.request("GET", "/healthz")
+        c.getresponse().read()
+        conns.append(c)  # left open, idle
+    t0 = time.monotonic()
+    srv.shutdown()
+    assert time.monotonic() - t0 < 10.0  # a hang trips this, not a slow machine
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+    for c in conns:
+        c.close()
+
+
+def test_metrics_parse_uses_the_exposition_format():
+    text = ('# HELP a_total x\n# TYPE a_total counter\na_total{camera="c",k="v"} 3.0\n'
+            '# TYPE h histogram\nh_bucket{le="0.5"} 1.0\nh_bucket{le="+Inf"} 2.0\nh_count 2.0\nh_sum 1.5\n')
+    m = parse_metrics(text)
+    assert metric(m, "a_total", camera="c") == 3 and metric(m, "a_total", camera="d") is None
+    assert metric(m, "h_bucket", le="+Inf") == 2 and metric(m, "h_sum") == 1.5
 
 
 def test_real_server_mjpeg_stream_and_shutdown():

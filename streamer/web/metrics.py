@@ -1,5 +1,6 @@
-"""Prometheus metrics for ``/metrics``: the pipeline's counters read at scrape time, plus the
-web path's own request counters.
+"""Prometheus metrics for ``/metrics``: the pipeline's (or every site camera's) counters read
+at scrape time, each with a ``camera`` label, the MQTT link and spool depth, plus the web
+path's own request counters.
 
 Contract: ``WebMetrics(pipeline=None)`` owns a private ``CollectorRegistry`` (never the global
 one, so several apps can live in one process, as tests need); ``render() -> (bytes, content
@@ -18,6 +19,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 # Upper bounds (ms) of the end-to-end latency buckets; the pipeline keeps 1 ms bins, so any
@@ -111,6 +113,11 @@ class PipelineCollector(Collector):
         for s, n in sorted(dict(p.sinks.errors).items()):
             se.add_metric(cam + [s], float(n))
         yield se
+        from streamer.web.health import sink_health
+
+        links = sink_health(p)[1]
+        if links:
+            yield from link_metrics({self.camera: links})
         if stats.counts:
             c = CounterMetricFamily("streamer_counted_people", "People counted at a line or zone.",
                                     labels=["camera", "name", "direction"])
@@ -122,10 +129,80 @@ class PipelineCollector(Collector):
             yield c
 
 
+def link_metrics(by_camera: dict[str, dict[str, dict]]):
+    """``streamer_mqtt_connected`` / ``streamer_mqtt_spool_depth`` from
+    ``{camera: {sink: {"connected": bool, "backlog": n}}}`` (sinks without those keys skipped)."""
+    up = GaugeMetricFamily("streamer_mqtt_connected", "1 while the sink's broker link is up.",
+                           labels=["camera", "sink"])
+    depth = GaugeMetricFamily("streamer_mqtt_spool_depth", "Events waiting in the sink's spool "
+                              "for the broker.", labels=["camera", "sink"])
+    for cam, links in sorted(by_camera.items()):
+        for sink, link in sorted(links.items()):
+            if isinstance(link.get("connected"), bool):
+                up.add_metric([cam, sink], 1.0 if link["connected"] else 0.0)
+            if isinstance(link.get("backlog"), (int, float)):
+                depth.add_metric([cam, sink], float(link["backlog"]))
+    yield up
+    yield depth
+
+
+class SiteCollector(Collector):
+    """Every camera of a site (``SiteView.cameras()``) at scrape time, a ``camera`` label on
+    each series."""
+
+    def __init__(self, site):
+        self.site = site
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        cams = self.site.cameras()
+
+        def family(kind, name, doc, extra=()):
+            return kind(name, doc, labels=["camera", *extra])
+
+        up = family(GaugeMetricFamily, "streamer_camera_up", "1 while the camera's process runs.")
+        state = family(GaugeMetricFamily, "streamer_camera_state", "1 for the camera's current "
+                       "state (starting, running, restarting, down).", ["state"])
+        fps = family(GaugeMetricFamily, "streamer_fps", "Processed frames per second.")
+        src = family(GaugeMetricFamily, "streamer_source_up", "1 while the source delivers frames.")
+        restarts = family(CounterMetricFamily, "streamer_camera_restarts",
+                          "Times the supervisor restarted the camera's process.")
+        age = family(GaugeMetricFamily, "streamer_last_frame_age_seconds",
+                     "Seconds since the camera's last processed frame.")
+        counted = family(GaugeMetricFamily, "streamer_counted_people_today",
+                         "People counted at a line or zone today.", ["name", "direction"])
+        stat = family(GaugeMetricFamily, "streamer_camera_stat", "The camera pipeline's latest "
+                      "summary counters, by name.", ["stat"])
+        links = {}
+        for c in cams:
+            cam = [c.name]
+            up.add_metric(cam, 1.0 if c.status == "running" else 0.0)
+            for s in ("starting", "running", "restarting", "down"):
+                state.add_metric(cam + [s], 1.0 if c.status == s else 0.0)
+            fps.add_metric(cam, float(c.fps or 0.0))
+            src.add_metric(cam, 1.0 if c.source_connected else 0.0)
+            restarts.add_metric(cam, float(c.restarts))
+            if c.last_frame_age_s is not None:
+                age.add_metric(cam, float(c.last_frame_age_s))
+            for name, dirs in sorted((c.counts or {}).items()):
+                for d, n in sorted(dirs.items()) if isinstance(dirs, dict) else ():
+                    if isinstance(n, (int, float)) and not isinstance(n, bool):
+                        counted.add_metric(cam + [str(name), str(d)], float(n))
+            for k, v in sorted((c.stats or {}).items()):
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    stat.add_metric(cam + [str(k)], float(v))
+            if c.mqtt:
+                links[c.name] = {"mqtt": c.mqtt}
+        yield from (up, state, fps, src, restarts, age, counted, stat)
+        yield from link_metrics(links)
+
+
 class WebMetrics:
     """The web path's metrics, in the app's own registry."""
 
-    def __init__(self, pipeline=None, camera: str = "camera"):
+    def __init__(self, pipeline=None, camera: str = "camera", site=None):
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.requests = Counter("streamer_http_requests", "HTTP requests by route, method and status.",
@@ -140,31 +217,24 @@ class WebMetrics:
                                      registry=r)
         if pipeline is not None:
             r.register(PipelineCollector(pipeline, camera))
+        if site is not None:
+            r.register(SiteCollector(site))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def parse(text: str) -> dict[str, float]:
-    """``{'name{labels}': value}`` from exposition text (tests and the bench read it)."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            continue
-    return out
+def parse(text: str) -> list[tuple[str, dict, float]]:
+    """Every sample of exposition text as ``(name, labels, value)`` (tests and the bench read
+    it), through prometheus_client's own parser."""
+    return [(s.name, dict(s.labels), float(s.value))
+            for fam in text_string_to_metric_families(text) for s in fam.samples]
 
 
-def value(samples: dict[str, float], name: str, /, **labels) -> Optional[float]:
-    """The sample ``name`` whose labels include ``labels`` (None when absent)."""
-    for key, v in samples.items():
-        base, _, rest = key.partition("{")
-        if base != name:
-            continue
-        if all(f'{k}="{val}"' in rest for k, val in labels.items()):
+def value(samples: list[tuple[str, dict, float]], name: str, /, **labels) -> Optional[float]:
+    """The first sample ``name`` whose labels include ``labels`` (None when absent)."""
+    want = {k: str(v) for k, v in labels.items()}
+    for sname, slabels, v in samples:
+        if sname == name and all(slabels.get(k) == val for k, val in want.items()):
             return v
     return None
