@@ -1,4 +1,8 @@
-"""The on-disk spool: order, ack removal, the bound, crash recovery, restart persistence."""
+"""The on-disk spool (SQLite, WAL): order, ack removal, the bound, crash recovery, restart
+persistence, the fsync -> synchronous mapping, the legacy spool.log migration.
+
+The disk-full behaviour (memory backlog, written once space returns) is tested on a real
+512 KiB tmpfs in test_spool_diskfull.py."""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import zlib
 
 import pytest
 
 from streamer.errors import ConfigError
-from streamer.sinks.spool import LOG_NAME, Spool
+from streamer.sinks.spool import DB_NAME, LEGACY_LOG, Spool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,40 +105,87 @@ def _crash_after_appending(directory, n: int) -> None:
     assert r.returncode == -9
 
 
-def test_torn_last_line_is_ignored_after_a_crash(tmp_path):
+def test_everything_appended_survives_a_sigkill(tmp_path):
     _crash_after_appending(tmp_path, 4)
-    with open(tmp_path / LOG_NAME, "ab") as f:  # the crash hit the middle of a write
-        f.write(b'E 5 0badc0de {"n":4, "half a rec')
+    assert (tmp_path / (DB_NAME + "-wal")).exists()  # the kill left the WAL un-checkpointed
     sp = Spool(tmp_path)
-    assert sp.torn_bytes > 0 and sp.recovered == 3
+    assert sp.recovered == 3 and sp.corrupt == 0
     assert payloads(sp) == [rec(1), rec(2), rec(3)]
-    sp.append(rec(9))  # the torn bytes were cut off: nothing is glued to them
+    sp.close()
+
+
+def test_a_torn_wal_frame_after_a_crash_is_ignored(tmp_path):
+    _crash_after_appending(tmp_path, 4)
+    with open(tmp_path / (DB_NAME + "-wal"), "ab") as f:  # the crash hit the middle of a write
+        f.write(b'\x00\x00\x00\x02half a frame {"n":4, "half a rec')
+    sp = Spool(tmp_path)
+    assert sp.recovered == 3
+    assert payloads(sp) == [rec(1), rec(2), rec(3)]
+    sp.append(rec(9))  # nothing is glued to the torn bytes
     sp.close()
     sp = Spool(tmp_path)
     assert payloads(sp) == [rec(1), rec(2), rec(3), rec(9)] and sp.corrupt == 0
     sp.close()
 
 
-def test_corrupt_complete_line_is_skipped_and_counted(tmp_path):
+def test_an_unreadable_database_is_set_aside_and_a_new_one_started(tmp_path, caplog):
     sp = Spool(tmp_path)
     for i in range(3):
         sp.append(rec(i))
     sp.close()
-    data = (tmp_path / LOG_NAME).read_bytes().replace(b'{"n":1}', b'{"n":7}')  # CRC now wrong
-    (tmp_path / LOG_NAME).write_bytes(data + b"\x00\x00garbage\n")
+    (tmp_path / DB_NAME).write_bytes(b"\x00garbage, not a database" * 100)
+    with caplog.at_level(logging.ERROR, logger="streamer.sinks.spool"):
+        sp = Spool(tmp_path)
+    assert sp.corrupt == 1 and "unreadable" in caplog.text
+    assert list(tmp_path.glob(DB_NAME + ".corrupt-*"))  # kept for inspection
+    sp.append(rec(7))
+    sp.close()
+    sp = Spool(tmp_path)
+    assert payloads(sp) == [rec(7)] and sp.corrupt == 0
+    sp.close()
+
+
+def legacy_line(seq: int, data: bytes) -> bytes:
+    return b"E %d %08x %s\n" % (seq, zlib.crc32(data), data)
+
+
+def test_a_legacy_spool_log_is_migrated_once_in_order(tmp_path):
+    (tmp_path / LEGACY_LOG).write_bytes(
+        legacy_line(1, rec(0)) + legacy_line(2, rec(1)) + legacy_line(3, rec(2)) + b"A 1\n"
+        + b'E 4 0badc0de {"n":3, "half a rec')  # a torn last line: a crash mid-write
+    sp = Spool(tmp_path)
+    assert sp.migrated == 2 and sp.recovered == 2 and sp.corrupt == 0
+    assert payloads(sp) == [rec(1), rec(2)]
+    assert not (tmp_path / LEGACY_LOG).exists() and (tmp_path / (LEGACY_LOG + ".migrated")).exists()
+    sp.append(rec(9))
+    sp.close()
+    sp = Spool(tmp_path)  # migrated once: not imported again
+    assert payloads(sp) == [rec(1), rec(2), rec(9)] and sp.migrated == 0
+    sp.close()
+
+
+def test_corrupt_legacy_lines_are_skipped_and_counted(tmp_path):
+    lines = legacy_line(1, rec(0)) + legacy_line(2, rec(1)) + legacy_line(3, rec(2))
+    data = lines.replace(b'{"n":1}', b'{"n":7}')  # CRC now wrong
+    (tmp_path / LEGACY_LOG).write_bytes(data + b"\x00\x00garbage\n")
     sp = Spool(tmp_path)
     assert sp.corrupt == 2
     assert payloads(sp) == [rec(0), rec(2)]
     sp.close()
 
 
-def test_compaction_removes_the_acked_prefix(tmp_path):
+def disk_bytes(d) -> int:
+    return sum(p.stat().st_size for p in d.iterdir() if p.name.startswith(DB_NAME))
+
+
+def test_compaction_gives_the_acked_space_back(tmp_path):
     sp = Spool(tmp_path, compact_min=10)
-    seqs = [sp.append(rec(i) + b" " + b"x" * 200) for i in range(50)]
-    big = (tmp_path / LOG_NAME).stat().st_size
+    seqs = [sp.append(rec(i) + b" " + b"x" * 2000) for i in range(50)]
+    sp.sync(force=True)
+    big = disk_bytes(tmp_path)
     sp.ack(seqs[:45])
     assert sp.maybe_compact()
-    assert (tmp_path / LOG_NAME).stat().st_size < big / 5
+    assert disk_bytes(tmp_path) < big / 3
     assert [d.split(b" ")[0] for d in payloads(sp)] == [rec(i) for i in range(45, 50)]
     sp.append(rec(99))
     sp.close()
@@ -152,23 +204,21 @@ def test_compaction_waits_until_enough_is_acked(tmp_path):
     sp.close()
 
 
-@pytest.mark.parametrize("policy, per_append, after_sync", [
-    ("always", 1, 0),
-    ("batch", 0, 1),
-    ("never", 0, 0),
+@pytest.mark.parametrize("policy, synchronous, after_sync", [
+    ("always", 2, 0),  # FULL: every commit fsyncs the WAL
+    ("batch", 1, 1),  # NORMAL: sync() checkpoints (fsync) every batch_interval_s
+    ("never", 0, 0),  # OFF: left to the OS
 ])
-def test_fsync_policy(tmp_path, monkeypatch, policy, per_append, after_sync):
+def test_fsync_policy_maps_to_sqlite_synchronous(tmp_path, policy, synchronous, after_sync):
     sp = Spool(tmp_path, fsync=policy, batch_interval_s=0.0)
-    calls = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    assert sp._db.execute("PRAGMA synchronous").fetchone()[0] == synchronous
+    assert sp._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     for i in range(3):
         sp.append(rec(i))
-    assert len(calls) == 3 * per_append
-    calls.clear()
     sp.sync()
-    assert len(calls) == after_sync
-    monkeypatch.undo()
+    assert sp.syncs == after_sync
+    sp.sync()  # nothing new written since: no second checkpoint
+    assert sp.syncs == after_sync
     sp.close()
 
 

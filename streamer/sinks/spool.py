@@ -1,70 +1,92 @@
-"""A bounded, crash-safe, append-only on-disk queue of records not yet acknowledged.
+"""A bounded, crash-safe on-disk queue of records not yet acknowledged: SQLite in WAL mode.
 
-Contract: ``append(data)`` writes one record and returns its sequence number; records stay
-until ``ack(seqs)`` (the consumer confirmed them) or until the bound drops them. ``after(seq,
+Contract: ``append(data)`` stores one record and returns its sequence number; records stay
+until ``ack(seqs)`` (the consumer confirmed them) or until a bound drops them. ``after(seq,
 n)`` returns the next pending records in append order. A new ``Spool`` on the same directory
-recovers every record that was appended and neither acked nor dropped, in order.
+recovers every record that was stored and neither acked nor dropped, in order.
 
-On disk (``<directory>/spool.log``), one line per record, appended with a single write:
+On disk: ``<directory>/spool.sqlite`` (plus ``-wal`` while open), one table
+``records(seq INTEGER PRIMARY KEY, ts REAL, data BLOB)``. Every append, ack and drop is one
+SQLite transaction, so a crash or a power cut leaves whole records or none: no torn record, no
+misaligned offset, nothing to re-parse. Why SQLite rather than a hand-written log: under ENOSPC a
+buffered append-only file keeps and re-writes the failed bytes at the next flush, so every
+later offset is wrong; SQLite rolls a failed transaction back and the file stays consistent.
 
-    E <seq> <crc32 hex> <payload>     a record (payload: bytes without a newline, e.g. JSON)
-    A <seq> [<seq> ...]               acknowledged: gone
-    X <seq> [<seq> ...]               dropped by the bound: gone, and counted
+Why these pragmas:
+- ``journal_mode=WAL`` with ``locking_mode=EXCLUSIVE``: appends are sequential writes to the
+  WAL; exclusive locking keeps the WAL index in process memory (no ``-shm`` file mapped from a
+  full disk, which could otherwise SIGBUS) and, with a ``flock`` on ``spool.lock``, makes a
+  second opener fail with a clear error (not safe for two processes by design).
+- ``wal_autocheckpoint`` (``checkpoint_pages``, 32 pages = 128 KiB) and ``journal_size_limit``:
+  the WAL is folded back into the database often and stays small, so the spool fits a small
+  filesystem (the disk-full test runs it on a 512 KiB tmpfs).
+- ``auto_vacuum=INCREMENTAL``: ``maybe_compact`` gives freed pages back to the filesystem once
+  at least ``compact_min`` records finished and at least as many finished as are pending.
 
-Recovery replays the lines. A torn last line (a crash in the middle of a write: no final
-newline) is ignored and cut off; a complete line that does not parse or whose CRC does not
-match (garbage after a power cut) is skipped and counted in ``corrupt``. Acks are never
-fsynced: losing one only means that record is sent again (at-least-once anyway).
+fsync policy (``fsync``, config ``mqtt.fsync``) maps to ``PRAGMA synchronous``:
+- ``always`` -> ``FULL``: every commit fsyncs the WAL before ``append`` returns. Nothing
+  ``append`` stored on disk is lost even on power loss; costs one fsync per event.
+- ``batch`` (default) -> ``NORMAL``: commits are not fsynced; ``sync()`` (called by the
+  sender) checkpoints, which fsyncs, at most every ``batch_interval_s`` (0.5 s). A crash of the
+  process loses nothing; a power cut may lose the last ``batch_interval_s`` of events.
+- ``never`` -> ``OFF``: left to the OS writeback; process crashes still lose nothing.
 
-Compaction rewrites the file with only the pending records (temp file, fsync, ``os.replace``)
-once the file holds at least ``compact_min`` finished records and at least as many finished as
-pending ones, so the file stays O(pending) and a rewrite costs O(pending) -- tiny while the
-broker keeps up. It also runs at open and at close.
+Disk full (or any write error): the record is kept in memory instead, in order after the ones
+on disk, and ``after`` serves it from there (the broker may still be reachable). Every append
+and every ``sync()`` (the sender calls it at least every ``batch_interval_s``) retries writing
+the memory backlog, at most every ``retry_s``; once space returns it is written in one
+transaction, oldest first. Acks and drops that cannot be written are remembered and retried the
+same way (a record acked but not yet deleted is never served again). ``memory_backlog`` counts
+what waits in memory; it is bounded by ``memory_max_events`` (oldest dropped first, counted in
+``dropped`` and ``memory_dropped``). What still waits in memory at ``close()`` with the disk
+still full is lost: logged and counted in ``dropped``. Memory records do not survive a crash.
 
-Bound: at most ``max_events`` pending records. Appending beyond it drops the oldest pending
-record, counts it in ``dropped`` and logs (the first drop, then every 1000th): a long outage
-loses the oldest events, never silently and never the newest.
+Bound: at most ``max_events`` pending records (disk and memory together). Appending beyond it
+drops the oldest pending record, counts it in ``dropped`` and logs (the first drop, then every
+1000th): a long outage loses the oldest events, never silently and never the newest. Lowering
+``max_events`` between runs drops the oldest at open, counted.
 
-fsync policy (``fsync``), the price of durability against power loss:
-- ``always``: every append is fsynced before ``append`` returns. Nothing acknowledged by
-  ``append`` is lost even on power loss; costs one fsync per event (about 1-10 ms on SSD,
-  much more on SD cards) in the caller's thread.
-- ``batch`` (default): ``sync()`` fsyncs at most every ``batch_interval_s`` (0.5 s); the
-  sender calls it. A crash of the process loses nothing (written data is in the OS page
-  cache); a power cut may lose the last ``batch_interval_s`` of events.
-- ``never``: left to the OS writeback (typically up to 30 s on power loss); process crashes
-  still lose nothing.
+Corruption: a database SQLite cannot read is moved aside (``spool.sqlite.corrupt-<time>``,
+kept for inspection), counted in ``corrupt``, and a new one is started; the rows still
+readable are copied over. A legacy ``spool.log`` (the earlier hand-written format: ``E <seq>
+<crc32> <payload>`` / ``A <seq>...`` / ``X <seq>...`` lines) is migrated once at open: its
+pending records, CRC-checked, are imported in order (a torn last line is ignored, corrupt lines
+counted) and the file is renamed ``spool.log.migrated``.
 
-Memory: pending records are indexed by ``(offset, length)`` in the file, not held in memory,
-so ``max_events`` costs about 100 bytes each whatever the event size. Not safe for two
-processes: a lock file (``flock``) makes a second opener fail with a clear error.
-
-Thread-safety: every method takes the spool's lock; the MQTT sink appends from the event
-thread and reads/acks/syncs from its sender thread.
+Memory: pending sequence numbers are indexed in memory (about 100 bytes each), payloads stay
+on disk. Thread-safety: every method takes the spool's lock; the MQTT sink appends from the
+event thread and reads/acks/syncs from its sender thread (one connection, shared under it).
 """
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 from streamer.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 FSYNC_POLICIES = ("always", "batch", "never")
-LOG_NAME = "spool.log"
+SYNCHRONOUS = {"always": "FULL", "batch": "NORMAL", "never": "OFF"}
+DB_NAME = "spool.sqlite"
+LEGACY_LOG = "spool.log"
+_SCHEMA = "CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, ts REAL NOT NULL, data BLOB NOT NULL)"
+_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 class Spool:
     def __init__(self, directory: str | Path, max_events: int = 100_000, fsync: str = "batch",
-                 batch_interval_s: float = 0.5, compact_min: int = 1000):
+                 batch_interval_s: float = 0.5, compact_min: int = 1000,
+                 memory_max_events: int = 10_000, retry_s: float = 0.5, checkpoint_pages: int = 32):
         if fsync not in FSYNC_POLICIES:
             raise ConfigError(f"spool fsync: expected always, batch or never, got {fsync!r}")
         if max_events < 1:
@@ -74,25 +96,36 @@ class Spool:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"spool directory {self.dir} cannot be created: {e.strerror}") from None
-        self.path = self.dir / LOG_NAME
+        self.path = self.dir / DB_NAME
         self.max_events = max_events
+        self.memory_max_events = max(1, memory_max_events)
         self.fsync = fsync
         self.batch_interval_s = batch_interval_s
         self.compact_min = compact_min
+        self.retry_s = retry_s
+        self.checkpoint_pages = checkpoint_pages
         self._lock = threading.RLock()
-        self._pending: dict[int, tuple[int, int]] = {}  # seq -> (offset, length) of its line
-        self._done_in_file = 0  # acked or dropped records still occupying the file
+        self._db: Optional[sqlite3.Connection] = None
+        self._disk: collections.OrderedDict[int, None] = collections.OrderedDict()  # pending on disk
+        self._mem: collections.OrderedDict[int, tuple[float, bytes]] = collections.OrderedDict()
+        self._gone: set[int] = set()  # acked/dropped, still to be deleted from disk
         self._next_seq = 1
-        self._size = 0
+        self._failing: Optional[str] = None  # the last write error while one persists
+        self._retry_at = 0.0
         self._dirty = False
         self._last_sync = time.monotonic()
+        self._finished_since_compact = 0
+        self._closed = False
         self.appended = 0
         self.acked = 0
         self.dropped = 0
+        self.memory_dropped = 0
         self.corrupt = 0
         self.recovered = 0
-        self.torn_bytes = 0
+        self.migrated = 0
         self.compactions = 0
+        self.syncs = 0  # fsyncing checkpoints done by sync() (batch policy)
+        self.write_errors = 0
         self._lockf = open(self.dir / "spool.lock", "a")
         try:
             fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -100,196 +133,364 @@ class Spool:
             self._lockf.close()
             raise ConfigError(f"spool directory {self.dir} is in use by another process; give each "
                               "camera process its own spool_dir") from None
-        self._recover()
-        self._w = open(self.path, "ab")
-        self._r = os.open(self.path, os.O_RDONLY)
-        if self._done_in_file or self.torn_bytes:
-            self._compact()
-
-    # ---- recovery --------------------------------------------------------------------------
-    def _recover(self) -> None:
         try:
-            data = self.path.read_bytes()
+            self._open()
+        except BaseException:
+            self._lockf.close()
+            raise
+
+    # ---- opening and recovery ----------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes on a new database
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL (journal_mode={mode})")
+            db.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.fsync]}")
+            db.execute(f"PRAGMA wal_autocheckpoint={self.checkpoint_pages}")
+            page = db.execute("PRAGMA page_size").fetchone()[0]
+            db.execute(f"PRAGMA journal_size_limit={self.checkpoint_pages * page * 2}")
+            db.execute(_SCHEMA)
+            return db
+        except BaseException:
+            db.close()
+            raise
+
+    def _open(self) -> None:
+        db = None
+        try:
+            db = self._connect()
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            seqs = [s for (s,) in db.execute("SELECT seq FROM records ORDER BY seq")]
+        except sqlite3.DatabaseError as e:
+            if db is not None:
+                db.close()
+            if isinstance(e, sqlite3.OperationalError) and getattr(e, "sqlite_errorname", "") not in _CORRUPT:
+                # Disk full while creating a new database, an I/O error: run from memory, retry.
+                self._note_failure(e)
+                self._migrate_legacy()
+                return
+            self._set_aside(e)
+        else:
+            self._db = db
+            self._disk.update((s, None) for s in seqs)
+            self._next_seq = (seqs[-1] + 1) if seqs else 1
+        self._migrate_legacy()
+        # Records beyond the bound (max_events lowered between runs) are dropped now, counted.
+        while len(self._disk) > self.max_events:
+            self._gone.add(self._disk.popitem(last=False)[0])
+            self.dropped += 1
+        self._flush()
+        self.recovered = len(self._disk) + len(self._mem)
+        if self.recovered:
+            log.info("spool %s: %d unsent record(s) recovered", self.path, self.recovered)
+
+    def _set_aside(self, e: Exception) -> None:
+        """Move an unreadable database aside; its readable rows go to the new one (via memory)."""
+        salvaged = self._salvage()
+        self.corrupt += 1
+        aside = self.path.with_name(f"{DB_NAME}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                os.replace(p, Path(str(aside) + suffix))
+        log.error("spool %s: unreadable (%s); kept as %s, %d record(s) salvaged",
+                  self.path, e, aside.name, len(salvaged))
+        for s, ts, d in salvaged:
+            self._mem[s] = (ts, d)
+        self._next_seq = (salvaged[-1][0] + 1) if salvaged else 1
+
+    def _salvage(self) -> list[tuple[int, float, bytes]]:
+        """The rows of a damaged database that can still be read, in order (best effort)."""
+        rows: list[tuple[int, float, bytes]] = []
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error:
+            return rows
+        try:
+            for s, ts, d in db.execute("SELECT seq, ts, data FROM records ORDER BY seq"):
+                rows.append((s, ts, bytes(d)))
+        except sqlite3.Error:
+            pass
+        finally:
+            db.close()
+        return rows
+
+    def _migrate_legacy(self) -> None:
+        """Import the pending records of a legacy ``spool.log`` once (see module docstring)."""
+        legacy = self.dir / LEGACY_LOG
+        try:
+            data = legacy.read_bytes()
         except FileNotFoundError:
             return
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            self.torn_bytes = len(data) - end
-            log.warning("spool %s: ignoring a torn last record (%d bytes, crash mid-write)",
-                        self.path, self.torn_bytes)
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-                f.flush()
-                os.fsync(f.fileno())
-        pos, max_seq, done = 0, 0, 0
-        while pos < end:
-            nl = data.index(b"\n", pos)
-            line = data[pos:nl]
+        pending: dict[int, bytes] = {}
+        end = data.rfind(b"\n") + 1  # a torn last line (crash mid-write) is ignored
+        for line in data[:end].split(b"\n")[:-1]:
             try:
-                kind = line[:2]
-                if kind == b"E ":
+                if line[:2] == b"E ":
                     _, seq_b, crc_b, payload = line.split(b" ", 3)
-                    seq = int(seq_b)
                     if int(crc_b, 16) != zlib.crc32(payload):
                         raise ValueError("crc mismatch")
-                    self._pending[seq] = (pos, nl + 1 - pos)
-                    max_seq = max(max_seq, seq)
-                elif kind in (b"A ", b"X "):
+                    pending[int(seq_b)] = payload
+                elif line[:2] in (b"A ", b"X "):
                     for s in line[2:].split():
-                        if self._pending.pop(int(s), None) is not None:
-                            done += 1
+                        pending.pop(int(s), None)
                 else:
                     raise ValueError("unknown record kind")
             except ValueError:
                 self.corrupt += 1
-            pos = nl + 1
-        if self.corrupt:
-            log.warning("spool %s: skipped %d corrupt record(s)", self.path, self.corrupt)
-        self._size = end
-        self._next_seq = max_seq + 1
-        self._done_in_file = done + self.corrupt
-        # Records beyond the bound (max_events lowered between runs) are dropped now, counted.
-        while len(self._pending) > self.max_events:
-            self._pending.pop(next(iter(self._pending)))
-            self.dropped += 1
-            self._done_in_file += 1
-        self.recovered = len(self._pending)
-        if self.recovered:
-            log.info("spool %s: %d unsent record(s) recovered", self.path, self.recovered)
+        now = time.time()
+        for payload in pending.values():
+            seq = self._next_seq
+            self._next_seq += 1
+            self._mem[seq] = (now, payload)
+        self.migrated = len(pending)
+        self._flush()
+        if self._mem:  # not written (disk full): keep the legacy file for the next run
+            log.error("spool %s: could not migrate %s yet (%s)", self.path, legacy.name, self._failing)
+            return
+        os.replace(legacy, legacy.with_name(LEGACY_LOG + ".migrated"))
+        log.warning("spool %s: migrated %d pending record(s) from the legacy %s (%d corrupt line(s))",
+                    self.path, self.migrated, legacy.name, self.corrupt)
 
-    # ---- writing ---------------------------------------------------------------------------
-    def _write(self, line: bytes) -> int:
-        off = self._size
-        self._w.write(line)
-        self._w.flush()  # one write(2) per line: a crash tears at most the last line
-        self._size += len(line)
+    # ---- writing -----------------------------------------------------------------------------
+    def _write_rows(self, rows: list[tuple[int, float, bytes]]) -> None:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO records (seq, ts, data) VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.rollback()
+            raise
         self._dirty = True
-        return off
+
+    def _flush(self) -> bool:
+        """Write pending deletes, then the memory backlog; False (state kept) on a write error."""
+        if self._db is None:
+            try:
+                self._open_late()
+            except (sqlite3.Error, OSError) as e:
+                self._note_failure(e)
+                return False
+        try:
+            if self._gone:
+                gone = sorted(self._gone)
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany("DELETE FROM records WHERE seq = ?", [(s,) for s in gone])
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.rollback()
+                    raise
+                self._gone.difference_update(gone)
+                self._finished_since_compact += len(gone)
+                self._dirty = True
+            if self._mem:
+                self._write_rows([(s, ts, d) for s, (ts, d) in self._mem.items()])
+                moved = len(self._mem)
+                self._disk.update((s, None) for s in self._mem)
+                self._mem.clear()
+                if self._failing:
+                    log.warning("spool %s: writable again; %d event(s) moved from memory to disk",
+                                self.path, moved)
+        except (sqlite3.Error, OSError) as e:
+            self._note_failure(e)
+            return False
+        self._failing = None
+        return True
+
+    def _open_late(self) -> None:
+        # The database could not be opened before (disk full at start, set aside): memory
+        # records keep their sequence numbers and the new database is empty, so order holds.
+        db = self._connect()
+        try:
+            seqs = [s for (s,) in db.execute("SELECT seq FROM records ORDER BY seq")]
+            if seqs and self._mem and seqs[-1] >= next(iter(self._mem)):
+                raise sqlite3.OperationalError(f"{self.path} appeared with records after ours")
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        self._disk.update((s, None) for s in seqs)
+        if seqs:
+            self._next_seq = max(self._next_seq, seqs[-1] + 1)
+
+    def _note_failure(self, e: BaseException) -> None:
+        self.write_errors += 1
+        first = self._failing is None
+        self._failing = str(e) or type(e).__name__
+        self._retry_at = time.monotonic() + self.retry_s
+        if first or self.write_errors % 1000 == 0:
+            log.error("spool %s: cannot write (%s); %d event(s) wait in memory (at most %d), "
+                      "retrying every %.1f s", self.path, self._failing, len(self._mem),
+                      self.memory_max_events, self.retry_s)
+
+    def _retry(self, force: bool = False) -> None:
+        if (self._mem or self._gone or self._db is None) and (
+                force or self._failing is None or time.monotonic() >= self._retry_at):
+            self._flush()
 
     def append(self, data: bytes) -> int:
+        # Records are single-line (compact JSON), so a spool can be dumped as JSONL.
         if b"\n" in data:
             raise ValueError("spool records must not contain a newline")
         with self._lock:
-            if len(self._pending) >= self.max_events:
+            if self._closed:
+                raise RuntimeError("spool is closed")
+            if len(self._disk) + len(self._mem) >= self.max_events:
                 self._drop_oldest()
+            if len(self._mem) >= self.memory_max_events:
+                self._mem.popitem(last=False)
+                self.memory_dropped += 1
+                self._count_drop(f"memory backlog full ({self.memory_max_events} events, disk not writable)")
             seq = self._next_seq
             self._next_seq += 1
-            line = b"E %d %08x %s\n" % (seq, zlib.crc32(data), data)
-            off = self._write(line)
-            self._pending[seq] = (off, len(line))
+            self._mem[seq] = (time.time(), data)
             self.appended += 1
-            if self.fsync == "always":
-                self._sync()
+            self._retry()
             return seq
 
     def _drop_oldest(self) -> None:
-        seq = next(iter(self._pending))
-        self._pending.pop(seq)
-        self._write(b"X %d\n" % seq)
-        self._done_in_file += 1
+        if self._disk:
+            self._gone.add(self._disk.popitem(last=False)[0])
+        else:
+            self._mem.popitem(last=False)
+        self._count_drop(f"full ({self.max_events} events)")
+
+    def _count_drop(self, why: str) -> None:
         self.dropped += 1
         if self.dropped == 1 or self.dropped % 1000 == 0:
-            log.warning("spool %s full (%d events): dropped the oldest, %d dropped so far",
-                        self.path, self.max_events, self.dropped)
+            log.warning("spool %s %s: dropped the oldest, %d dropped so far", self.path, why, self.dropped)
 
     def ack(self, seqs: Iterable[int]) -> int:
         """Forget acknowledged records; unknown (already dropped) sequence numbers are ignored."""
         with self._lock:
-            gone = [s for s in seqs if self._pending.pop(s, None) is not None]
-            if gone:
-                self._write(b"A " + b" ".join(b"%d" % s for s in gone) + b"\n")
-                self._done_in_file += len(gone)
-                self.acked += len(gone)
-            return len(gone)
+            n = 0
+            for s in seqs:
+                if s in self._disk:
+                    del self._disk[s]
+                    self._gone.add(s)
+                    n += 1
+                elif self._mem.pop(s, None) is not None:
+                    n += 1
+            self.acked += n
+            if n:
+                self._retry()
+            return n
 
-    # ---- reading ---------------------------------------------------------------------------
+    # ---- reading -----------------------------------------------------------------------------
     def after(self, seq: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` pending records with a sequence number above ``seq``, in order."""
         out: list[tuple[int, bytes]] = []
         with self._lock:
-            for s, (off, n) in self._pending.items():
-                if s <= seq:
-                    continue
-                line = os.pread(self._r, n, off)
-                out.append((s, line.split(b" ", 3)[3][:-1]))
-                if len(out) >= limit:
-                    break
+            if self._disk and self._db is not None and (not self._mem or seq < next(iter(self._mem))):
+                rows = self._db.execute("SELECT seq, data FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+                                        (seq, limit + len(self._gone)))
+                for s, d in rows:
+                    if s in self._disk:
+                        out.append((s, bytes(d)))
+                        if len(out) >= limit:
+                            return out
+            for s, (_, d) in self._mem.items():
+                if s > seq:
+                    out.append((s, d))
+                    if len(out) >= limit:
+                        break
         return out
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._disk) + len(self._mem)
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self)
+
+    @property
+    def on_disk(self) -> int:
+        """Pending records stored in the database."""
+        return len(self._disk)
+
+    @property
+    def memory_backlog(self) -> int:
+        """Pending records waiting in memory because the disk could not be written."""
+        return len(self._mem)
+
+    @property
+    def write_error(self) -> Optional[str]:
+        """The write error that persists right now (e.g. disk full), None when writes succeed."""
+        return self._failing
 
     @property
     def last_seq(self) -> int:
         """Sequence number of the newest record ever appended (0 if none); lock-free read."""
         return self._next_seq - 1
 
-    # ---- durability and size ---------------------------------------------------------------
-    def _sync(self) -> None:
-        if self._dirty:
-            os.fsync(self._w.fileno())
-            self._dirty = False
-        self._last_sync = time.monotonic()
-
+    # ---- durability and size -----------------------------------------------------------------
     def sync(self, force: bool = False) -> None:
-        """Apply the fsync policy: ``batch`` syncs when ``batch_interval_s`` has passed."""
+        """Retry a pending memory backlog; apply the fsync policy (``batch``: a checkpoint,
+        which fsyncs, when ``batch_interval_s`` has passed since the last one)."""
         with self._lock:
-            if force or (self.fsync == "batch" and self._dirty
+            if self._closed:
+                return
+            self._retry()
+            if self._db is None or not self._dirty:
+                return
+            if force or (self.fsync == "batch"
                          and time.monotonic() - self._last_sync >= self.batch_interval_s):
-                self._sync()
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as e:
+                    self._note_failure(e)
+                    return
+                self._dirty = False
+                self._last_sync = time.monotonic()
+                self.syncs += 1
 
     def maybe_compact(self) -> bool:
+        """Give freed pages back to the filesystem once enough records finished."""
         with self._lock:
-            if self._done_in_file >= self.compact_min and self._done_in_file >= len(self._pending):
-                self._compact()
-                return True
-            return False
+            done = self._finished_since_compact
+            if self._db is None or done < self.compact_min or done < len(self):
+                return False
+            return self._compact()
 
-    def _compact(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        new: dict[int, tuple[int, int]] = {}
-        with open(tmp, "wb") as f:
-            off = 0
-            for s, (o, n) in self._pending.items():
-                f.write(os.pread(self._r, n, o))
-                new[s] = (off, n)
-                off += n
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(self.dir)
-        self._w.close()
-        os.close(self._r)
-        self._w = open(self.path, "ab")
-        self._r = os.open(self.path, os.O_RDONLY)
-        self._pending = new
-        self._size = off
-        self._done_in_file = 0
+    def _compact(self) -> bool:
+        try:
+            # executescript steps the pragma to the end (execute would free one page per step).
+            self._db.executescript("PRAGMA incremental_vacuum;")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as e:
+            log.debug("spool %s: compaction skipped: %s", self.path, e)
+            return False
+        self._finished_since_compact = 0
         self._dirty = False
         self.compactions += 1
+        return True
 
     def close(self) -> None:
         with self._lock:
-            if self._w.closed:
+            if self._closed:
                 return
+            self._closed = True
             try:
-                self._compact()
-            except OSError as e:  # disk full: the uncompacted log is still a valid spool
-                log.error("spool %s: compaction at close failed: %s", self.path, e)
-                self._sync()
-            self._w.close()
-            os.close(self._r)
-            self._lockf.close()  # releases the flock
-
-
-def _fsync_dir(d: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+                self._retry(force=True)
+                if self._mem:
+                    lost = len(self._mem)
+                    self._mem.clear()
+                    self.dropped += lost
+                    log.error("spool %s: %d event(s) lost: still not writable at close (%s)",
+                              self.path, lost, self._failing)
+                if self._db is not None:
+                    if not self._failing:
+                        self._compact()
+                    self._db.close()
+            except sqlite3.Error as e:
+                log.error("spool %s: closing failed: %s", self.path, e)
+            finally:
+                self._lockf.close()  # releases the flock
