@@ -230,22 +230,25 @@ def test_decoder_receives_configured_limits():
 
 # ---- auth ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method, path, public", [
-    ("GET", "/", True), ("GET", "/static/app.js", True), ("GET", "/healthz", True),
-    ("POST", "/analyze", False), ("GET", "/api/status", False), ("GET", "/metrics", False),
-    ("GET", "/stream.mjpg", False),
+# With the token, each route answers what it answers without auth: an empty POST /analyze is
+# 400 "empty", a process without a pipeline has no stream (404) -- the request got past auth.
+@pytest.mark.parametrize("method, path, public, authorized", [
+    ("GET", "/", True, 200), ("GET", "/static/app.js", True, 200), ("GET", "/healthz", True, 200),
+    ("POST", "/analyze", False, 400), ("GET", "/api/status", False, 200),
+    ("GET", "/metrics", False, 200), ("GET", "/stream.mjpg", False, 404),
 ])
-def test_token_required_on_api_routes(method, path, public):
+def test_token_required_on_api_routes(method, path, public, authorized):
     c = make_app(cfg_with(token="s3cret")).test_client()
     r = c.open(path, method=method)
     if public:
-        assert r.status_code in (200, 503)
+        assert r.status_code == authorized
         return
     assert r.status_code == 401 and r.json["code"] == "unauthorized"
     assert r.headers["WWW-Authenticate"].startswith("Bearer")
     assert c.open(path, method=method, headers={"Authorization": "Bearer wrong"}).status_code == 401
     ok = c.open(path, method=method, headers={"Authorization": "Bearer s3cret"})
-    assert ok.status_code != 401
+    assert ok.status_code == authorized, ok.data[:200]
+    assert c.open(path, method=method).status_code == 401  # and the token is not remembered
 
 
 def test_stream_token_in_query_only_for_the_stream():
@@ -377,14 +380,22 @@ def test_hostile_files_refused(real_client, make, status, code):
     assert real_client.get("/healthz").status_code == 200
 
 
-def test_bomb_is_refused_fast_and_small():
+def test_bomb_is_refused_from_its_header_never_inflated():
+    import tracemalloc
+
     data = bomb_png()
     assert len(data) < 200_000
     c = make_app(decode=real_decode()).test_client()
-    t0 = time.perf_counter()
-    r = c.post("/analyze", json={"image": b64(data)})
+    tracemalloc.start()
+    try:
+        r = c.post("/analyze", json={"image": b64(data)})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert r.status_code == 413 and r.json["code"] == "too_many_pixels"
-    assert time.perf_counter() - t0 < 2.0  # refused from the header, never inflated
+    # Inflated, 900 Mpx would take >= 900 MB in a numpy array (tracemalloc sees numpy's and
+    # OpenCV's output buffers); refused from the header, the request stays within a few MB.
+    assert peak < 50_000_000, f"peak {peak / 1e6:.0f} MB while refusing a bomb"
 
 
 def test_oversized_image_is_downscaled_not_refused(real_client):
@@ -439,14 +450,11 @@ def test_same_answer_as_the_analyzer(real_app):
     assert [f["gender"] for f in got] == [f.attributes.gender for f in direct.faces]
 
 
-def test_blank_image_has_no_faces_and_is_fast(real_app):
+def test_blank_image_has_no_faces(real_app):
+    """(How fast /analyze answers is a bench figure: `python run.py bench --only web`.)"""
     c = real_app.test_client()
-    c.post("/analyze", data=encode(np.full((480, 640, 3), 128, np.uint8)), content_type="image/jpeg")
-    t0 = time.perf_counter()
     r = c.post("/analyze", data=encode(np.full((480, 640, 3), 128, np.uint8)), content_type="image/jpeg")
-    ms = (time.perf_counter() - t0) * 1000
     assert r.status_code == 200 and r.json["faces"] == []
-    assert ms < 500, f"a blank 640x480 took {ms:.0f} ms"
     r = c.post("/analyze", data=encode(np.zeros((1, 1, 3), np.uint8), ".png"), content_type="image/png")
     assert r.status_code == 200 and r.json["faces"] == []
 
@@ -695,9 +703,11 @@ def test_server_shutdown_ends_an_open_stream_quickly():
     assert r.status == 200 and b"\xff\xd8" in r.read1(65536)
     t0 = time.monotonic()
     srv.shutdown()
-    rest = r.read()  # returns when the server ends the stream
-    assert time.monotonic() - t0 < 3.0
-    assert isinstance(rest, bytes)
+    rest = r.read()  # returns when the server ends the stream (a hang would not)
+    assert time.monotonic() - t0 < 10.0  # a hang trips this, not a slow machine
+    # The chunked body was terminated (no IncompleteRead above) and, newest frames only, the
+    # one frame already sent is not sent again.
+    assert r.isclosed() and rest == b"", rest[:200]
     conn.close()
 
 
