@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import data_path, require_binary
-import bench.stream_bench as bench
+from bench import accuracy, common, registry, report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # ---- pure helpers -------------------------------------------------------------------------
 
 def test_percentile_interpolates_and_handles_empty():
-    assert bench.pct([], 50) is None
-    assert bench.pct([10.0], 99) == 10.0
-    assert bench.pct([0.0, 10.0], 50) == 5.0
-    assert bench.pct(list(range(101)), 95) == 95.0
+    assert common.pct([], 50) is None
+    assert common.pct([10.0], 99) == 10.0
+    assert common.pct([0.0, 10.0], 50) == 5.0
+    assert common.pct(list(range(101)), 95) == 95.0
 
 
 def test_matching_counts_small_faces_apart():
@@ -33,24 +33,24 @@ def test_matching_counts_small_faces_apart():
             (0.7, (200, 200, 210, 211)),  # a small face: ignored
             (0.6, (300, 300, 340, 340)),  # nothing there: fp
             (0.5, (100, 100, 130, 140))]  # a loose box on the second face (IoU 0.34)
-    m, found_small = bench.match_image(dets, big, small)
+    m, found_small = accuracy.match_image(dets, big, small)
     assert [k for _, k in m] == ["tp", "fp_near", "ignore", "fp", "fp_near"]
     assert found_small == {0}
 
 
 def test_average_precision_perfect_and_partial():
-    assert bench.average_precision([(0.9, "tp"), (0.8, "tp")], 2) == 1.0
-    assert bench.average_precision([(0.9, "tp"), (0.5, "ignore")], 2) == 0.5
+    assert accuracy.average_precision([(0.9, "tp"), (0.8, "tp")], 2) == 1.0
+    assert accuracy.average_precision([(0.9, "tp"), (0.5, "ignore")], 2) == 0.5
     # fp ranked first: precision 0.5 at recall 1 -> AP 0.5
-    assert bench.average_precision([(0.9, "fp"), (0.8, "tp")], 1) == 0.5
-    assert bench.average_precision([(0.9, "fp_near"), (0.8, "tp")], 1) == 0.5
-    assert bench.average_precision([], 0) == 0.0
+    assert accuracy.average_precision([(0.9, "fp"), (0.8, "tp")], 1) == 0.5
+    assert accuracy.average_precision([(0.9, "fp_near"), (0.8, "tp")], 1) == 0.5
+    assert accuracy.average_precision([], 0) == 0.0
 
 
 def test_canvas_centres_the_crop():
     import numpy as np
     crop = np.full((20, 10, 3), 255, np.uint8)
-    canvas, box = bench.canvas_of(crop)
+    canvas, box = accuracy.canvas_of(crop)
     assert canvas.shape == (40, 20, 3) and box == (5, 10, 15, 30)
     assert canvas[10:30, 5:15].min() == 255 and canvas[0, 0, 0] == 128
 
@@ -69,7 +69,7 @@ def test_report_renders_every_section_from_synthetic_results():
                 "decode": {"ms": 1.0, "share": 0.1, "note": "d"}}, "summary": "s", "top": []}}},
         },
     }
-    md = bench.render_md(results)
+    md = report.render_md(results)
     assert md.startswith("# streamer benchmark results")
     for heading in ("## Goals", "## Processing speed", "## Batch", "## /analyze", "## Where one frame"):
         assert heading in md
@@ -128,7 +128,7 @@ def test_quick_bench_writes_well_formed_json(quick_run):
     assert meta["quick"] is True and meta["command"].startswith("python run.py bench")
     for k in ("cpu", "cores", "opencv"):
         assert meta["machine"][k]
-    assert set(res["sections"]) == set(bench.SECTIONS)
+    assert set(res["sections"]) == set(registry.names())
     for name, sec in res["sections"].items():
         assert {"status", "data", "seconds", "loadavg_before", "loadavg_after", "when"} <= set(sec), name
         # batch and web run other modules' scripts (tested on their own): the bench only has
@@ -175,7 +175,7 @@ def test_quick_bench_writes_markdown_tables(quick_run):
     assert r.returncode == 0, r.stderr[-3000:]
     md = (out / "results.md").read_text()
     assert "python run.py bench --quick" in md and "OpenCV" in md
-    for title in bench.Report.TITLES.values():
+    for title in registry.titles().values():
         assert f"## {title}" in md, title
     # every table row has as many cells as its header
     lines = md.splitlines()
@@ -201,8 +201,8 @@ def test_only_merges_into_existing_results(quick_run, tmp_path):
                         capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert r2.returncode == 0, r2.stderr[-3000:]
     res = json.loads((dst / "results.json").read_text())
-    assert set(res["sections"]) == set(bench.SECTIONS)  # the others kept
+    assert set(res["sections"]) == set(registry.names())  # the others kept
     before = json.loads((out / "results.json").read_text())
     assert res["sections"]["attrcalls"]["when"] != before["sections"]["attrcalls"]["when"]  # re-measured
-    for name in set(bench.SECTIONS) - {"attrcalls"}:
+    for name in set(registry.names()) - {"attrcalls"}:
         assert res["sections"][name] == before["sections"][name], name  # merged, not re-run
