@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streamer import modelstore  # noqa: E402
+from streamer.media import modelstore  # noqa: E402
 
 
 def main() -> int:

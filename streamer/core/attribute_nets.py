@@ -15,6 +15,7 @@ from typing import Optional, Protocol, Sequence
 import cv2
 import numpy as np
 
+from streamer import inference
 from streamer.core import align
 from streamer.media import modelstore
 from streamer.config import AttributesConfig
@@ -78,13 +79,18 @@ class AttributeNets(Protocol):
 
 def _blob(chips: np.ndarray, mean_rgb: Sequence[float], scale: float, size: int,
           swap_rb: bool) -> np.ndarray:
+    """The float NCHW blob a net sees (reference for the backends' own conversion, in tests)."""
     x = chips[..., ::-1] if swap_rb else chips
-    if x.shape[1:3] != (size, size):
-        x = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in x])
-    x = x.astype(np.float32)
+    x = _sized(x, size).astype(np.float32)
     x -= np.asarray(mean_rgb, np.float32)
     x *= np.float32(scale)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def _sized(chips: np.ndarray, size: int) -> np.ndarray:
+    if chips.shape[1:3] == (size, size):
+        return chips
+    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in chips])
 
 
 def _error_line(e: Exception) -> str:
@@ -92,42 +98,45 @@ def _error_line(e: Exception) -> str:
     return lines[-1] if lines else type(e).__name__
 
 
+def _as_model(net, spec: inference.InputSpec) -> inference.Model:
+    """An inference-layer model, or a raw cv2.dnn-like net (setInput/forward) wrapped as one."""
+    if hasattr(net, "infer"):
+        return net
+    from streamer.inference.cv_backend import OpenCvModel
+    return OpenCvModel(net, spec)
+
+
 class DlibNets:
-    """The dlib-models (Cydral, CC0) age and gender nets as ONNX, through ``cv2.dnn``.
+    """The dlib-models (Cydral, CC0) age and gender nets as ONNX, through ``streamer.inference``.
 
     Input: RGB, ``(pixel - mean) / 256``; age 64x64 -> 81 classes (age k, class 0 = 0.25 y),
     gender 32x32 -> [female, male]. A lock makes ``forward`` safe to share between a web
-    server's threads (``cv2.dnn.Net`` is not re-entrant).
+    server's threads (neither a ``cv2.dnn.Net`` nor an OpenVINO infer request is re-entrant).
     """
 
     MEAN_RGB = (122.782, 117.001, 104.298)
+    SPEC = inference.InputSpec(rgb=True, mean=MEAN_RGB, scale=1 / 256, batch=True)
     chip_sizes = (align.AGE_CHIP, align.GENDER_CHIP)
     chip_padding = align.CHIP_PADDING
     ages = DLIB_AGES
 
     def __init__(self, models_dir: Optional[Path] = None, *, age_net=None, gender_net=None):
-        # age_net / gender_net: already-loaded cv2.dnn nets (tests wrap them to count calls).
-        self._age = age_net or self._load(modelstore.path_of(AGE_ONNX, models_dir))
-        self._gender = gender_net or self._load(modelstore.path_of(GENDER_ONNX, models_dir))
+        # age_net / gender_net: already-loaded models or cv2.dnn nets (tests wrap them to count calls).
+        self._age = _as_model(age_net, self.SPEC) if age_net is not None else \
+            inference.load(modelstore.path_of(AGE_ONNX, models_dir), self.SPEC)
+        self._gender = _as_model(gender_net, self.SPEC) if gender_net is not None else \
+            inference.load(modelstore.path_of(GENDER_ONNX, models_dir), self.SPEC)
+        self.backend = getattr(self._age, "backend", "opencv")
         self._lock = threading.Lock()
-
-    @staticmethod
-    def _load(path: Path):
-        try:
-            return cv2.dnn.readNet(str(path))
-        except cv2.error as e:
-            raise ModelError(f"cannot load {path} with OpenCV {cv2.__version__}: {_error_line(e)}") from None
 
     def forward(self, age_chips: np.ndarray, gender_chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(age_chips) == 0:
             return np.zeros((0, 81), np.float32), np.zeros((0, 2), np.float32)
-        a = _blob(age_chips, self.MEAN_RGB, 1 / 256, self.chip_sizes[0], swap_rb=True)
-        g = _blob(gender_chips, self.MEAN_RGB, 1 / 256, self.chip_sizes[1], swap_rb=True)
+        a = np.ascontiguousarray(_sized(age_chips, self.chip_sizes[0]))
+        g = np.ascontiguousarray(_sized(gender_chips, self.chip_sizes[1]))
         with self._lock:
-            self._age.setInput(a)
-            pa = np.array(self._age.forward(), np.float32).reshape(len(a), -1)
-            self._gender.setInput(g)
-            pg = np.array(self._gender.forward(), np.float32).reshape(len(g), -1)
+            pa = np.array(self._age.infer(a)[0], np.float32).reshape(len(a), -1)
+            pg = np.array(self._gender.infer(g)[0], np.float32).reshape(len(g), -1)
         return pa, pg
 
 
@@ -138,10 +147,12 @@ class LeviHassnerNets:
     gender_deploy.prototxt, gender_net.caffemodel. Input 227x227 BGR minus the Adience mean,
     no scaling; age -> 8 buckets, gender -> [Male, Female] (reordered here to [female, male]).
     Chips are aligned like the dlib ones but with padding 0.4, which frames the face about as
-    the seed's box-plus-20-px crop did for a face 100-150 px wide.
+    the seed's box-plus-20-px crop did for a face 100-150 px wide. Caffe files run on OpenCV DNN
+    whatever ``inference.backend`` says (OpenVINO has no Caffe reader).
     """
 
     MEAN_BGR = (78.4263377603, 87.7689143744, 114.895847746)
+    SPEC = inference.InputSpec(mean=MEAN_BGR, batch=True)
     chip_sizes = (227, 227)
     chip_padding = 0.4
     ages = LH_AGES
@@ -162,36 +173,33 @@ class LeviHassnerNets:
                     "or use attributes.model_set: dlib")
         self._age = self._load(paths[0], paths[1], len(LH_AGES.values))
         self._gender = self._load(paths[2], paths[3], 2)
+        self.backend = "opencv"
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _load(proto: Path, weights: Path, classes: int):
+    @classmethod
+    def _load(cls, proto: Path, weights: Path, classes: int):
         try:
-            net = cv2.dnn.readNetFromCaffe(str(proto), str(weights))
-            if net.empty():
-                raise ModelError(f"cannot load {weights} with {proto}: OpenCV returned an empty net")
+            model = inference.load(weights, cls.SPEC, config=proto, backend="opencv")
             # A weights file that is not the deploy file's model can parse yet miss blobs;
             # one forward at load time turns that into an error here rather than mid-stream.
-            net.setInput(np.zeros((1, 3, 227, 227), np.float32))
-            out = net.forward()
+            out = model.infer(np.zeros((1, 227, 227, 3), np.uint8))[0]
         except cv2.error as e:
             raise ModelError(f"cannot load {weights} with {proto}: {_error_line(e)}") from None
+        except ModelError as e:
+            raise ModelError(f"cannot load {weights} with {proto}: {e}") from None
         if out.size != classes:
             raise ModelError(f"{weights} with {proto} gives {out.size} outputs, expected {classes} "
                              "(Levi-Hassner: 8 age buckets, 2 genders)")
-        return net
+        return model
 
     def forward(self, age_chips: np.ndarray, gender_chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(age_chips) == 0:
             return np.zeros((0, 8), np.float32), np.zeros((0, 2), np.float32)
-        a = _blob(age_chips, self.MEAN_BGR, 1.0, self.chip_sizes[0], swap_rb=False)
-        g = a if gender_chips is age_chips else _blob(gender_chips, self.MEAN_BGR, 1.0,
-                                                       self.chip_sizes[1], swap_rb=False)
+        a = np.ascontiguousarray(_sized(age_chips, self.chip_sizes[0]))
+        g = a if gender_chips is age_chips else np.ascontiguousarray(_sized(gender_chips, self.chip_sizes[1]))
         with self._lock:
-            self._age.setInput(a)
-            pa = np.array(self._age.forward(), np.float32).reshape(len(a), -1)
-            self._gender.setInput(g)
-            pg = np.array(self._gender.forward(), np.float32).reshape(len(g), -1)
+            pa = np.array(self._age.infer(a)[0], np.float32).reshape(len(a), -1)
+            pg = np.array(self._gender.infer(g)[0], np.float32).reshape(len(g), -1)
         return pa, pg[:, ::-1].copy()  # [Male, Female] -> [female, male]
 
 

@@ -1,0 +1,17 @@
+"""The inference layer: every net (YuNet, CenterFace, res10 SSD, age, gender) runs through it.
+
+``load(path, spec, outputs)`` returns a ``Model`` whose one verb is ``infer(images)``:
+uint8 BGR images (N x H x W x 3) in, the requested outputs (in the order asked) out. The
+model does its own pixel conversion (channel order, mean, scale), so callers never build a
+float blob: on OpenVINO the conversion is compiled into the graph, on OpenCV DNN it is one
+``cv2.dnn.blobFromImages``.
+
+Backends (``inference.backend``): ``openvino`` (about 3x faster for YuNet, 4x for CenterFace
+and over 10x for the attribute nets on this CPU), ``opencv`` (``cv2.dnn``: the only path for
+Caffe files, and for the quantised res10 TensorFlow graph OpenVINO cannot convert) and
+``auto`` (OpenVINO where it imports, else OpenCV with one log line saying so). Settings are
+per process (``configure``) because threads are a per-process budget.
+"""
+
+from streamer.inference.backend import (  # noqa: F401
+    BACKENDS, InputSpec, Model, Settings, active_backend, configure, load, settings, thread_count)

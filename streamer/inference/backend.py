@@ -1,0 +1,155 @@
+"""Backend choice, per-process settings and ``load``.
+
+Threads: a process runs one stream (or one batch worker), so the thread budget is per process.
+``threads: 0`` (auto) gives a process every core it may run on (``os.sched_getaffinity``):
+right for one stream per box. With N streams on a box, give each ``max(1, cores // N)``
+(``inference.threads``); batch workers get ``cores // workers`` from the batch runner. The same
+number goes to OpenVINO (``INFERENCE_NUM_THREADS`` per compiled model) and to OpenCV
+(``cv2.setNumThreads``, process-wide; it also drives resize and the other cv2 calls).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Protocol, Sequence
+
+import numpy as np
+
+from streamer.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "openvino", "opencv")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a net wants its pixels. Callers always pass uint8 BGR images (N x H x W x 3).
+
+    ``rgb``: the net wants RGB; ``mean`` is subtracted per channel in the net's channel order,
+    then the result is multiplied by ``scale``. ``batch``: the first dimension varies from
+    call to call (classifier batches); otherwise the net runs one image at a time and is
+    compiled per input size (detectors).
+    """
+
+    rgb: bool = False
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    scale: float = 1.0
+    batch: bool = False
+
+
+class Model(Protocol):
+    backend: str  # "openvino" | "opencv"
+
+    def infer(self, images: np.ndarray) -> list[np.ndarray]:
+        """uint8 BGR N x H x W x 3 -> the outputs asked for at load, in that order.
+
+        OpenVINO outputs are views into the model's own buffers, valid until the next
+        ``infer`` call on the same model (no copy on the hot path): copy what you keep.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "auto"
+    threads: int = 0  # 0 = every core this process may use
+    cache_dir: Optional[str] = None  # OpenVINO compiled-model cache; None = default folder
+
+
+_lock = threading.Lock()
+_settings = Settings()
+_resolved: Optional[str] = None
+
+
+def configure(backend: Optional[str] = None, threads: Optional[int] = None,
+              cache_dir: Optional[str] = None) -> Settings:
+    """Set the process's inference settings (only the arguments given change)."""
+    global _settings, _resolved
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"inference.backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    if threads is not None and threads < 0:
+        raise ValueError(f"inference.threads: expected int >= 0 (0 = auto), got {threads}")
+    with _lock:
+        new = Settings(backend if backend is not None else _settings.backend,
+                       threads if threads is not None else _settings.threads,
+                       cache_dir if cache_dir is not None else _settings.cache_dir)
+        if new.backend != _settings.backend:
+            _resolved = None
+        _settings = new
+    if threads is not None:
+        import cv2
+        cv2.setNumThreads(thread_count())
+    return _settings
+
+
+def settings() -> Settings:
+    return _settings
+
+
+def thread_count() -> int:
+    if _settings.threads:
+        return _settings.threads
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+        return True
+    except Exception:  # noqa: BLE001 - an import that fails in any way means "not here"
+        return False
+
+
+def active_backend() -> str:
+    """The backend ``auto`` stands for in this process (decided once, logged once)."""
+    global _resolved
+    with _lock:
+        if _resolved is None:
+            want = _settings.backend
+            if want == "opencv":
+                _resolved = "opencv"
+            elif openvino_available():
+                _resolved = "openvino"
+            elif want == "openvino":
+                raise ModelError("inference.backend openvino: the openvino package does not import "
+                                 "here; pip install -r requirements.txt, or set inference.backend: opencv")
+            else:
+                log.info("inference: OpenVINO is not installed; running every net on OpenCV DNN")
+                _resolved = "opencv"
+        return _resolved
+
+
+# Formats only OpenCV DNN reads: OpenVINO 2026 has no Caffe frontend and cannot convert the
+# uint8-quantised res10 TensorFlow graph (its Dequantize consts have no conversion rule).
+_OPENCV_ONLY = (".caffemodel", ".pb")
+_said_fallback: set[str] = set()
+
+
+def load(path: Path, spec: InputSpec, outputs: Sequence[str] = (), *, config: Optional[Path] = None,
+         backend: Optional[str] = None) -> Model:
+    """Load one net on the chosen backend (default: the process's).
+
+    ``outputs``: output names in the order ``infer`` returns them (empty: the net's own
+    outputs, in order). ``config``: the second file of a two-file format (.pbtxt, .prototxt).
+    A format OpenVINO cannot read runs on OpenCV, with one log line per file.
+    """
+    path = Path(path)
+    chosen = backend or active_backend()
+    if chosen == "openvino" and path.suffix in _OPENCV_ONLY:
+        if path.name not in _said_fallback:
+            _said_fallback.add(path.name)
+            log.info("inference: %s runs on OpenCV DNN (OpenVINO cannot read this format)", path.name)
+        chosen = "opencv"
+    if chosen == "openvino":
+        from streamer.inference.ov_backend import OpenVinoModel
+        return OpenVinoModel(path, spec, tuple(outputs), thread_count(), _settings.cache_dir)
+    from streamer.inference.cv_backend import OpenCvModel
+    return OpenCvModel.from_files(path, spec, tuple(outputs), config)

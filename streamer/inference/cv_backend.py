@@ -1,0 +1,62 @@
+"""OpenCV DNN backend: ``cv2.dnn`` nets behind the ``Model`` verb.
+
+OpenCV builds the float blob itself (``blobFromImages``: swap, mean, scale in one C++ pass);
+``cv2.dnn.Net`` keeps its buffers between calls of the same input shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from streamer.errors import ModelError
+from streamer.inference.backend import InputSpec
+
+
+def _error_line(e: Exception) -> str:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
+class OpenCvModel:
+    backend = "opencv"
+
+    def __init__(self, net, spec: InputSpec, outputs: Sequence[str] = ()):
+        # ``net``: a cv2.dnn.Net, or anything with setInput/forward (tests wrap nets to count calls).
+        self._net = net
+        self.spec = spec
+        self.outputs = tuple(outputs)
+
+    @classmethod
+    def from_files(cls, path: Path, spec: InputSpec, outputs: Sequence[str] = (),
+                   config: Optional[Path] = None) -> "OpenCvModel":
+        try:
+            if path.suffix == ".caffemodel":
+                if not hasattr(cv2.dnn, "readNetFromCaffe"):
+                    raise ModelError(f"{path.name} is a Caffe model and OpenCV {cv2.__version__} has no "
+                                     "Caffe importer; install opencv-python<5")
+                net = cv2.dnn.readNetFromCaffe(str(config), str(path))
+            elif path.suffix == ".pb":
+                net = cv2.dnn.readNetFromTensorflow(str(path), str(config) if config else "")
+            else:
+                net = cv2.dnn.readNet(str(path))
+        except cv2.error as e:
+            raise ModelError(f"cannot load {path} with OpenCV {cv2.__version__}: {_error_line(e)}") from None
+        if net.empty():
+            raise ModelError(f"cannot load {path}: OpenCV returned an empty net")
+        return cls(net, spec, outputs)
+
+    def infer(self, images: np.ndarray) -> list[np.ndarray]:
+        s = self.spec
+        if s.rgb or s.scale != 1.0 or any(s.mean):
+            blob = cv2.dnn.blobFromImages(list(images), s.scale, None, s.mean, s.rgb, False)
+        else:
+            # Plain float NCHW: a transpose + cast is one numpy pass, cheaper than blobFromImages.
+            blob = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+        self._net.setInput(blob)
+        if self.outputs:
+            return list(self._net.forward(list(self.outputs)))
+        return [self._net.forward()]
