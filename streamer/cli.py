@@ -18,7 +18,7 @@ from streamer.errors import StreamerError
 
 log = logging.getLogger("streamer")
 
-SUBCOMMANDS = ("stream", "batch", "serve", "bench", "models")
+SUBCOMMANDS = ("stream", "batch", "serve", "bench", "models", "site")
 
 # flag -> config key; the README's option table is generated from the same mapping.
 STREAM_FLAGS = {
@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Import only the chosen subcommand's module (Flask alone costs ~0.1 s of stream start-up);
     # --help imports them all to list them.
-    for name, mod in (("batch", "streamer.batch.runner"), ("serve", "streamer.web.server"), ("bench", "bench.cli")):
+    for name, mod in (("batch", "streamer.batch.runner"), ("serve", "streamer.web.server"), ("bench", "bench.cli"),
+                      ("site", "streamer.runtime.site")):
         if argv[0] in (name, "-h", "--help"):
             module = importlib.import_module(mod)
             module.add_parser(sub)
