@@ -123,12 +123,8 @@ def test_known_paths_keep_one_id_each_through_a_crossing(detector, scene):
     ids: dict[str, list[int]] = {n: [] for n in PATHS}
     matched_frames = {n: 0 for n in PATHS}
     visible_frames = {n: 0 for n in PATHS}
-    spent = 0.0
     for f, img in enumerate(frames):
-        dets = detector.detect(img)
-        t0 = time.perf_counter()
-        tracks = tracker.update(dets, f)
-        spent += time.perf_counter() - t0
+        tracks = tracker.update(detector.detect(img), f)
         # Ground truth <-> tracks (detected or coasting) by IoU, one to one.
         names = list(PATHS)
         live = [t for t in tracks if t.confirmed]
@@ -140,10 +136,9 @@ def test_known_paths_keep_one_id_each_through_a_crossing(detector, scene):
                     matched_frames[names[r]] += live[c].detected
         for n in names:
             visible_frames[n] += visible[f][n] > 0.7
-    per_frame_ms = spent / FRAMES * 1000
     correct = sum(max(v.count(i) for i in set(v)) for v in ids.values() if v)
     total = sum(len(v) for v in ids.values())
-    print(f"\ntracker {per_frame_ms:.3f} ms/frame; id accuracy {correct}/{total} "
+    print(f"\nid accuracy {correct}/{total} "
           f"= {correct / max(total, 1):.3f}")
     for n in PATHS:
         print(f"  path {n}: ids {sorted(set(ids[n]))}, tracked {len(ids[n])}/{FRAMES} frames, "
@@ -156,8 +151,7 @@ def test_known_paths_keep_one_id_each_through_a_crossing(detector, scene):
             f"path {n} tracked in only {len(ids[n])} frames"
     owners = [ids[n][0] for n in PATHS]
     assert len(set(owners)) == len(PATHS), f"two paths share one id: {owners}"
-    # ~1 ms on a quiet 2-core machine; the bound only catches a pathological regression.
-    assert per_frame_ms < 10, f"tracker too slow: {per_frame_ms:.2f} ms/frame"
+    # (The tracker's ms per frame is a bench figure: the "track" stage of `run.py bench --only profile`.)
 
 
 def test_carphone_clip_is_one_confirmed_track(detector):
