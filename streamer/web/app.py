@@ -47,6 +47,7 @@ class WebState:
     pipeline: Optional[object] = None  # a running runtime.pipeline.Pipeline (stream --serve)
     mjpeg: Optional[object] = None  # its media.output.LatestJpeg
     site: Optional[object] = None  # a runtime.site_view.SiteView (run.py site)
+    keep_crops: bool = False  # privacy.keep_crops: face thumbnails may be served
     metrics: Optional[WebMetrics] = None
     stop: threading.Event = field(default_factory=threading.Event)
     in_flight: Optional[threading.BoundedSemaphore] = None
@@ -63,13 +64,18 @@ def _default_decoder() -> Callable:
 
 
 def create_app(cfg: Config, pool: Optional[AnalyzerPool] = None, pipeline=None, mjpeg=None,
-               decode: Optional[Callable] = None, site=None) -> Flask:
+               decode: Optional[Callable] = None, site=None,
+               keep_crops: Optional[bool] = None) -> Flask:
     """The Flask app. ``pool`` None loads Analyzers now (model errors surface here, before any
     socket is bound); tests pass a pool of fakes and may pass ``decode``. ``site`` (a
-    ``SiteView``) adds the site API, the dashboard's data and the site's health and metrics."""
+    ``SiteView``) adds the site API, the dashboard's data and the site's health and metrics;
+    ``keep_crops`` (default: ``cfg.privacy.keep_crops`` when the config has it, else off) lets
+    ``/api/crops/<id>.jpg`` serve the thumbnails the store kept."""
     if pool is None:
         pool = AnalyzerPool.build(cfg)
-    st = WebState(cfg, pool, decode or _default_decoder(), pipeline, mjpeg, site,
+    if keep_crops is None:
+        keep_crops = bool(getattr(getattr(cfg, "privacy", None), "keep_crops", False))
+    st = WebState(cfg, pool, decode or _default_decoder(), pipeline, mjpeg, site, keep_crops,
                   WebMetrics(pipeline, cfg.camera, site=site),
                   in_flight=threading.BoundedSemaphore(pool.size * 2),
                   mjpeg_slots=threading.BoundedSemaphore(MAX_MJPEG_CLIENTS))

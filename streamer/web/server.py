@@ -103,11 +103,14 @@ class Server:
         st.pool.close(timeout=max(0.1, deadline - time.monotonic()))
 
 
-def start_background(cfg: Config, pipeline=None, mjpeg=None, site=None) -> Server:
+def start_background(cfg: Config, pipeline=None, mjpeg=None, site=None,
+                     keep_crops: Optional[bool] = None) -> Server:
     """Serve in a background thread (``run.py stream --serve``, ``run.py site``); the caller
-    calls ``shutdown()``. ``site`` is a ``runtime.site_view.SiteView``."""
+    calls ``shutdown()``. ``site`` is a ``runtime.site_view.SiteView``; with it, ``cfg`` is the
+    site's default camera Config (its ``web`` section is the site's, its models serve
+    ``/analyze``) and ``keep_crops`` the site's ``privacy.keep_crops``."""
     warn_if_exposed(cfg)
-    server = Server(create_app(cfg, pipeline=pipeline, mjpeg=mjpeg, site=site),
+    server = Server(create_app(cfg, pipeline=pipeline, mjpeg=mjpeg, site=site, keep_crops=keep_crops),
                     cfg.web.host, cfg.web.port).start()
     log.info("web page on %s", server.url)
     return server

@@ -154,8 +154,7 @@ def register(app: Flask, st) -> None:
     @app.get("/api/crops/<event_id>.jpg")
     def crop(event_id: str):
         s = site()
-        privacy = getattr(cfg, "privacy", None)
-        if not getattr(privacy, "keep_crops", False):
+        if not st.keep_crops:
             raise ApiError(404, "no_crops", "face crops are not kept (privacy.keep_crops is off)")
         if not EVENT_ID.match(event_id):
             raise queries.bad("event_id", "expected an event id like <run>-<seq>")
