@@ -64,8 +64,11 @@ def test_corrupted_model(tmp_path):
         shutil.copy(modelstore.default_dir() / name, tmp_path / name)
     p = tmp_path / "face_detection_yunet_2026may.onnx"
     p.write_bytes(p.read_bytes()[:-10] + b"0123456789")
+    # The source is checked first (a bad source is reported before the models load) ...
     r = run("--source", str(ROOT / "README.md"), "--models-dir", str(tmp_path))
-    # the source is checked first: use a real folder of one image instead
+    assert_one_line_error(r, "README.md", "not a readable video")
+    assert "sha256" not in r.stderr
+    # ... so a real folder of one image reaches the model check
     img_dir = tmp_path / "imgs"
     img_dir.mkdir()
     import cv2
