@@ -130,6 +130,9 @@ def format_summary(s: dict, cfg) -> str:
     ]
     if s["sink_errors"]:
         lines.append(f"sink errors   {json.dumps(s['sink_errors'])}")
+    if s.get("mqtt_unsent") is not None:
+        lines.append(f"mqtt          mqtt_unsent: {s['mqtt_unsent']} event(s) not acknowledged by the broker"
+                     + (" (kept in the spool for the next run)" if s["mqtt_unsent"] else ""))
     faults = {k: s.get(k, 0) for k in ("outages", "reconnects", "decode_errors", "stage_errors",
                                         "hung_calls", "thread_restarts")}
     if any(faults.values()):

@@ -14,11 +14,9 @@ broker queues events for it even if the sink reconnects first; and the broker is
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -33,6 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from conftest import require_binary
+from helpers.mqtt_broker import Broker, Emitter, Subscriber, dedupe, make_cfg, retained
 from streamer.config import MqttConfig
 from streamer.errors import ConfigError
 from streamer.core.events import EventBuilder
@@ -44,182 +43,12 @@ HANG_S = 10.0  # a bound only a hang trips; no test asserts a speed
 
 
 
-def need_mosquitto() -> str:
-    """The broker binary, on PATH or in /usr/sbin (skip locally / fail under CI=true)."""
-    return require_binary("mosquitto", package="mosquitto")
-
-
-def wait_until(pred, timeout: float, what: str, step: float = 0.02) -> None:
-    """Poll an external process's state (a broker, a port) until ``pred()`` or fail."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
-    """One mosquitto process with a generated config; restartable on the same port."""
-
-    def __init__(self, directory: Path, password_file: Path | None = None, tls: dict | None = None):
-        self.binary = need_mosquitto()
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.conf = self.dir / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1",
-                 f"allow_anonymous {'false' if password_file else 'true'}",
-                 "persistence true", f"persistence_location {self.dir}/",
-                 "max_queued_messages 100000", "log_type all",
-                 f"user {getpass.getuser()}"]  # ignored unless root; keeps the db writable
-        if password_file:
-            lines.append(f"password_file {password_file}")
-        if tls:
-            lines += [f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}",
-                      "require_certificate true"]
-        self.conf.write_text("\n".join(lines) + "\n")
-        self.proc: subprocess.Popen | None = None
-        self.url = f"{'mqtts' if tls else 'mqtt'}://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = open(self.dir / "mosquitto.log", "ab")
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log, stderr=log)
-        log.close()
-        wait_until(self._listening, 10, f"mosquitto on port {self.port}")
-
-    def _listening(self) -> bool:
-        assert self.proc.poll() is None, (self.dir / "mosquitto.log").read_text()[-2000:]
-        try:
-            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            return True
-        except OSError:
-            return False
-
-    def save(self) -> None:
-        """Write the persistence database now (sessions and subscriptions survive a kill)."""
-        db = self.dir / "mosquitto.db"
-        before = db.stat().st_mtime_ns if db.exists() else 0
-        self.proc.send_signal(signal.SIGUSR1)
-        wait_until(lambda: db.exists() and db.stat().st_mtime_ns != before, 10, "mosquitto.db")
-
-    def freeze(self) -> None:
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
 @pytest.fixture
 def broker(tmp_path):
     b = Broker(tmp_path / "broker")
     b.start()
     yield b
     b.stop()
-
-
-class Subscriber:
-    """A real paho client recording every message; resubscribes on every (re)connect."""
-
-    def __init__(self, port: int, topics: list[str], client_id: str | None = None,
-                 persistent: bool = False, auth: tuple[str, str] | None = None,
-                 tls: dict | None = None):
-        self.msgs: list[paho.MQTTMessage] = []
-        self.cond = threading.Condition()
-        self.topics = topics
-        self.subscribed = threading.Event()
-        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"sub-{id(self)}",
-                             clean_session=not persistent)
-        if auth:
-            self.c.username_pw_set(*auth)
-        if tls:
-            self.c.tls_set(ca_certs=str(tls["ca"]), certfile=str(tls["client_cert"]),
-                           keyfile=str(tls["client_key"]))
-        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in self.topics])
-        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
-        self.c.on_message = self._on_message
-        self.c.reconnect_delay_set(0.1, 0.5)
-        self.c.connect_async("127.0.0.1", port, keepalive=10)
-        self.c.loop_start()
-        assert self.subscribed.wait(10), "subscriber never subscribed"
-
-    def _on_message(self, c, u, msg) -> None:
-        with self.cond:
-            self.msgs.append(msg)
-            self.cond.notify_all()
-
-    def wait(self, pred, timeout: float, what: str) -> None:
-        with self.cond:
-            assert self.cond.wait_for(lambda: pred(self), timeout), f"timed out waiting for {what}"
-
-    def on(self, topic: str) -> list[paho.MQTTMessage]:
-        with self.cond:
-            return [m for m in self.msgs if m.topic == topic]
-
-    def event_ids(self, topic: str) -> list[str]:
-        return [json.loads(m.payload)["id"] for m in self.on(topic)]
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
-
-
-def dedupe(ids: list[str]) -> list[str]:
-    seen, out = set(), []
-    for i in ids:
-        if i not in seen:
-            seen.add(i)
-            out.append(i)
-    return out
-
-
-def make_cfg(broker_url: str, tmp_path: Path, **kw) -> MqttConfig:
-    return MqttConfig(enabled=True, url=broker_url, spool_dir=str(tmp_path / "spool"), **kw)
-
-
-def counts_payload(n: int) -> dict:
-    return {"period_start": "2026-01-01T00:00:00.000Z", "lines": {"door": {"in": n, "out": 0}},
-            "zones": {}, "people": n}
-
-
-class Emitter:
-    def __init__(self, sink: MqttSink, camera: str = "cam"):
-        self.sink, self.bld, self.ids = sink, EventBuilder(camera), []
-
-    def emit(self, n: int, type_: str = "start") -> None:
-        for _ in range(n):
-            ev = self.bld.make(type_, time.time(), len(self.ids), {"track_id": len(self.ids)})
-            self.sink.emit(ev)
-            self.ids.append(ev.id)
-
-    def emit_counts(self, n: int) -> None:
-        ev = self.bld.make("cross", time.time(), len(self.ids),
-                           {"track_id": 1, "line": "door", "direction": "in", "counts": counts_payload(n)})
-        self.sink.emit(ev)
-        self.ids.append(ev.id)
-
-
-def retained(port: int, topic: str) -> paho.MQTTMessage:
-    """What a newcomer gets on ``topic`` (the retained message)."""
-    s = Subscriber(port, [topic])
-    try:
-        s.wait(lambda s: s.on(topic), 5, f"retained message on {topic}")
-        m = s.on(topic)[-1]
-        assert m.retain
-        return m
-    finally:
-        s.close()
 
 
 # ---- the sender's rules, with a fake paho client ---------------------------------------------
@@ -663,3 +492,66 @@ def test_example_consumer_aggregates_summaries_across_cameras(broker, tmp_path):
     assert (total["in"], total["out"]) == (6, 1)  # 4 + 2 in, 1 out
     assert (total["in_f"], total["in_m"], total["in_u"]) == (2, 4, 0)  # from the newest summaries
     assert last["duplicates"] == 1
+
+
+# ---- noise and health ------------------------------------------------------------------------
+
+def test_reconnect_noise_is_throttled_to_one_line_a_minute(broker, tmp_path, caplog):
+    # paho logs "Client is not connected" at ERROR on every reconnect attempt; it must go
+    # through the same once-a-minute throttle as our own "cannot reach broker" line.
+    sink = MqttSink(make_cfg(broker.url, tmp_path), "cam", reconnect_min_s=0.05, reconnect_max_s=0.1,
+                    flush_timeout_s=0.1)
+    try:
+        assert sink.wait_for(lambda s: s.connected, HANG_S)
+        with caplog.at_level(logging.DEBUG, logger="streamer.sinks.mqtt"):
+            broker.kill()  # the broker is down for good: paho retries every 0.1 s
+            assert sink.wait_for(lambda s: s.connect_failures >= 8, HANG_S)
+    finally:
+        sink.close()
+    noisy = [r for r in caplog.records if "Client is not connected" in r.getMessage()]
+    link = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("streamer.sinks.mqtt")]
+    assert len(noisy) <= 1, [r.getMessage() for r in noisy]
+    assert all(r.levelno <= logging.WARNING for r in link)  # a retry is not an ERROR
+    assert len(link) <= 3, [r.getMessage() for r in link]  # lost + once-a-minute, not 8+
+    assert any("lost" in r.getMessage() for r in link)
+
+
+def test_health_follows_the_link_and_the_backlog(broker, tmp_path):
+    sink = MqttSink(make_cfg(broker.url, tmp_path), "cam", reconnect_min_s=0.1, reconnect_max_s=0.3,
+                    flush_timeout_s=0.1)
+    em = Emitter(sink)
+    try:
+        assert sink.wait_for(lambda s: s.connected, HANG_S)
+        em.emit(3)
+        assert sink.flush(HANG_S)
+        h = sink.health()
+        assert h == {"connected": True, "backlog": 0, "memory_backlog": 0, "unsent": 0, "dropped": 0,
+                     "last_error": None, "since": h["since"]}
+        up_since = h["since"]
+        broker.kill()
+        assert sink.wait_for(lambda s: s.connect_failures >= 1, HANG_S)
+        em.emit(4)
+        h = sink.health()
+        assert not h["connected"] and h["backlog"] == 4 and h["unsent"] == 4
+        assert h["since"] >= up_since and h["last_error"] and "127.0.0.1" in h["last_error"]
+        broker.start()
+        assert sink.flush(HANG_S)
+        h = sink.health()
+        assert h["connected"] and h["backlog"] == 0 and h["last_error"] is None
+    finally:
+        sink.close()
+    assert sink.health()["unsent"] == 0  # still answers after close (the summary reads it then)
+
+
+def test_sinkset_reports_the_health_of_the_sinks_that_have_one(tmp_path):
+    from streamer.sinks.basic import JsonlSink, SinkSet
+
+    b = Broker(tmp_path / "broker")  # never started: every event stays unsent
+    mq = MqttSink(make_cfg(b.url, tmp_path), "cam", flush_timeout_s=0.1)
+    sinks = SinkSet([JsonlSink(tmp_path / "events.jsonl"), mq])
+    em = Emitter(sinks)
+    em.emit(5)
+    sinks.close()
+    h = sinks.health()
+    assert list(h) == ["mqtt"] and h["mqtt"]["unsent"] == 5 and not h["mqtt"]["connected"]
+    assert sinks.unsent("mqtt") == 5 and sinks.unsent("nope") is None

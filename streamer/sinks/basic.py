@@ -89,6 +89,24 @@ class SinkSet:
                 if n == 1 or n % 100 == 0:
                     log.error("sink %s failed (%d errors so far): %s", s.name, n, e)
 
+    def health(self) -> dict[str, dict]:
+        """``{sink name: sink.health()}`` for every sink that reports health (today: mqtt);
+        a sink whose ``health()`` raises reports ``{"error": ...}``. Safe after ``close()``."""
+        out: dict[str, dict] = {}
+        for s in self.sinks:
+            h = getattr(s, "health", None)
+            if callable(h):
+                try:
+                    out[s.name] = h()
+                except Exception as e:  # health must never take a caller (/healthz) down
+                    out[s.name] = {"error": str(e)}
+        return out
+
+    def unsent(self, name: str) -> int | None:
+        """Events the sink ``name`` accepted but did not deliver (None without such a sink)."""
+        h = self.health().get(name)
+        return h.get("unsent") if h else None
+
     def close(self) -> None:
         for s in self.sinks:
             try:

@@ -5,7 +5,12 @@ Topics (``<prefix>`` = ``mqtt.topic_prefix``, ``<camera>`` = ``camera``):
 - ``<prefix>/<camera>/counts``     retained: the latest counters (``streamer.counts/1``),
   republished whenever an event carries a changed ``counts`` object, and on every (re)connect;
 - ``<prefix>/<camera>/available``  retained ``online`` on every connect; ``offline`` on a clean
-  close, and as the last will when the process dies or the network drops (the broker sends it).
+  close, and as the last will when the process dies or the network drops (the broker sends it);
+- with ``mqtt.discovery``: Home Assistant discovery configs on
+  ``<discovery_prefix>/sensor/streamer_<camera>_<key>/config`` and sensor states on
+  ``<prefix>/<camera>/state/<key>``, all retained (``streamer.sinks.ha_discovery``); the configs
+  are republished on every connect and when Home Assistant announces itself
+  (``<discovery_prefix>/status`` = ``online``).
 
 Delivery: at-least-once with QoS 1 (the default). ``emit()`` appends the event to the on-disk
 spool (``streamer.sinks.spool``; fsync policy ``mqtt.fsync``, see there) *before* anything is sent
@@ -20,7 +25,16 @@ exactly-once per broker session only, so end to end it is still at-least-once.
 
 Real-time: ``emit()`` never touches the network and never waits on the broker (only on the
 spool's write, plus an fsync per event with ``fsync: always``). When the spool bound is
-reached the oldest events are dropped; ``dropped`` counts them and the spool logs it.
+reached the oldest events are dropped; ``dropped`` counts them and the spool logs it. When the
+spool's disk is full, events wait in memory (``memory_backlog``, bounded) and are still sent
+from there; they are written to disk once space returns (see ``streamer.sinks.spool``).
+
+Health: ``health()`` tells the link (connected, since when, the last error) and the backlog,
+for ``/healthz``, ``/metrics`` and the end-of-run summary (via ``SinkSet.health()``).
+
+Logs: a broker that stays away is reported once a minute (``cannot reach broker``), and
+paho's own "Client is not connected" line on every reconnect attempt goes through the same
+once-a-minute throttle.
 
 Threads: paho's network thread (``loop_start``) owns the socket, keepalive and reconnects
 (``reconnect_delay_set``: exponential backoff). A small sender thread in this module, woken by
@@ -49,7 +63,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -58,6 +72,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from streamer.config import MqttConfig
 from streamer.errors import ConfigError
 from streamer.sinks.basic import dumps
+from streamer.sinks.ha_discovery import HaDiscovery
 from streamer.media.sources import redact
 from streamer.sinks.spool import Spool
 from streamer.timefmt import iso_ms
@@ -114,6 +129,7 @@ class MqttSink:
     def __init__(self, cfg: MqttConfig, camera: str, *, window: int = 32,
                  flush_timeout_s: float = 1.0, reconnect_min_s: float = 1.0,
                  reconnect_max_s: float = 30.0, spool_dir: Optional[str | Path] = None,
+                 lines: Iterable[str] = (),
                  client_factory: Callable[..., paho.Client] = paho.Client):
         tls, host, port, url_user, url_pw = parse_url(cfg.url)
         prefix = cfg.topic_prefix.strip("/")
@@ -143,6 +159,7 @@ class MqttSink:
         self._paho_log = logging.getLogger(__name__ + ".paho")
         self._paho_log.addFilter(self._redact)
         self._paho_log.addFilter(self._quiet_after_close)
+        self._paho_log.addFilter(self._throttle_not_connected)
 
         self._cond = threading.Condition()
         self._acks: collections.deque[int] = collections.deque()  # mids from on_publish
@@ -157,6 +174,14 @@ class MqttSink:
         self._stopping = False
         self._closed = False
         self._fail_logged_at = -1e9
+        self._since = time.time()  # epoch of the last connected/disconnected change
+        self._last_error: Optional[str] = None
+        self.discovery: Optional[HaDiscovery] = None
+        self._disc_due = False  # changed discovery configs/states to publish
+        self._disc_all = False  # everything again (connect, Home Assistant restarted)
+        if getattr(cfg, "discovery", False):
+            self.discovery = HaDiscovery(getattr(cfg, "discovery_prefix", "homeassistant"),
+                                         f"{prefix}/{camera}", camera, self.topic_available, lines)
         self.published = 0  # events handed to paho (re-sends by paho not counted)
         self.acked = 0
         self.connects = 0
@@ -186,6 +211,7 @@ class MqttSink:
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_message = self._on_message
         self._client = c
         self._sender = threading.Thread(target=self._run, name=f"mqtt-sender-{camera}", daemon=True)
         self._sender.start()
@@ -209,6 +235,22 @@ class MqttSink:
     def connected(self) -> bool:
         return self._connected
 
+    def health(self) -> dict:
+        """The link and the backlog, for /healthz, /metrics and the summary (also after close).
+
+        ``backlog``: events in the spool's database not yet acknowledged; ``memory_backlog``:
+        events waiting in memory because the spool's disk is not writable; ``unsent``: both;
+        ``dropped``: events lost to the bounds (or to a disk still full at close);
+        ``last_error``: the spool's write error while it persists, else the link's last error
+        while disconnected, else None; ``since``: epoch seconds of the last connect/disconnect.
+        """
+        sp = self.spool
+        err = f"spool: {sp.write_error}" if sp.write_error else (
+            None if self._connected else self._last_error)
+        return {"connected": self._connected, "backlog": sp.on_disk,
+                "memory_backlog": sp.memory_backlog, "unsent": len(sp), "dropped": sp.dropped,
+                "last_error": err, "since": self._since}
+
     def emit(self, event: Event) -> None:
         """Spool the event and wake the sender; never blocks on the network."""
         if self._closed:
@@ -222,6 +264,8 @@ class MqttSink:
                     {"schema": COUNTS_SCHEMA, "camera": self.camera, "ts": iso_ms(event.ts),
                      "event_id": event.id, **counts}, separators=(",", ":")).encode("utf-8")
                 self._counts_due = True
+            if self.discovery is not None and self.discovery.observe(event):
+                self._disc_due = True
             self._cond.notify_all()
 
     def wait_for(self, predicate, timeout: float) -> bool:
@@ -273,6 +317,22 @@ class MqttSink:
             log.removeFilter(self._redact)
             self._paho_log.removeFilter(self._redact)
             self._paho_log.removeFilter(self._quiet_after_close)
+            self._paho_log.removeFilter(self._throttle_not_connected)
+
+    def _throttle_not_connected(self, record: logging.LogRecord) -> bool:
+        # paho logs "Client is not connected" at ERROR on every reconnect attempt; it says what
+        # our throttled "cannot reach broker" line says, so it shares its once-a-minute budget.
+        msg = record.getMessage()
+        if not msg.startswith("Client is not connected"):
+            return True
+        now = time.monotonic()
+        if now - self._fail_logged_at < 60:
+            return False
+        self._fail_logged_at = now
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = (f"mqtt: not connected to {self.url} ({msg}); retrying with backoff, "
+                                   "logged once a minute"), None
+        return True
 
     def _quiet_after_close(self, record: logging.LogRecord) -> bool:
         # paho 2.2 logs an ERROR when its loop notices our own clean disconnect; not an error.
@@ -287,8 +347,13 @@ class MqttSink:
             self._connected = True
             self._status_due = True
             self._counts_due = self._counts_payload is not None
+            self._disc_due = self._disc_all = self.discovery is not None
             self.connects += 1
+            self._since = time.time()
+            self._last_error = None
             self._cond.notify_all()
+        if self.discovery is not None:  # Home Assistant's birth message: republish the configs
+            client.subscribe(f"{self.discovery.prefix}/status", qos=1)
         log.info("mqtt: connected to %s%s", self.url, f" (reconnect {self.connects - 1})"
                  if self.connects > 1 else "")
 
@@ -302,6 +367,8 @@ class MqttSink:
             self._resync = True
             if was:
                 self.disconnects += 1
+                self._since = time.time()
+                self._last_error = f"connection to {self.url} lost ({reason_code})"
             self._cond.notify_all()
         if self._closed:
             return
@@ -318,7 +385,15 @@ class MqttSink:
         with self._cond:
             self._cond.notify_all()
 
+    def _on_message(self, client, userdata, msg) -> None:
+        if self.discovery is not None and msg.topic == f"{self.discovery.prefix}/status" \
+                and msg.payload == b"online":
+            with self._cond:
+                self._disc_due = self._disc_all = True
+                self._cond.notify_all()
+
     def _log_fail(self, msg: str) -> None:
+        self._last_error = msg
         now = time.monotonic()
         if now - self._fail_logged_at >= 60:
             self._fail_logged_at = now
@@ -331,7 +406,7 @@ class MqttSink:
     def _can_send(self) -> bool:
         if not self._connected:
             return False
-        if self._status_due or self._counts_due:
+        if self._status_due or self._counts_due or self._disc_due:
             return True
         if self._resync and self._inflight:
             return False
@@ -376,10 +451,14 @@ class MqttSink:
         with self._cond:
             status, counts = self._status_due, (self._counts_payload if self._counts_due else None)
             self._status_due = self._counts_due = False
+            disc = self.discovery.take(self._disc_all) if self._disc_due else []
+            self._disc_due = self._disc_all = False
         if status:
             c.publish(self.topic_available, "online", qos=qos, retain=True)
         if counts is not None:
             c.publish(self.topic_counts, counts, qos=qos, retain=True)
+        for topic, payload in disc:  # configs first, then states (HaDiscovery.take's order)
+            c.publish(topic, payload, qos=qos, retain=True)
         if self._resync and self._inflight:
             return
         room = self.window - len(self._inflight)
