@@ -159,7 +159,9 @@ def describe(err: dict, root: Any) -> tuple[str, str]:
             op = {"greater_than": "> ", "greater_than_equal": ">= ", "less_than": "< ",
                   "less_than_equal": "<= "}[typ]
             b = op + str(next(iter(ctx.values()), ""))
-        kind = "an integer" if isinstance(err.get("input"), int) else "a number"
+        f = _field(class_at(root, loc[:-1]), loc[-1]) if loc and isinstance(loc[-1], str) else None
+        is_int = _unwrap(f.type) is int if f is not None else isinstance(err.get("input"), int)
+        kind = "an integer" if is_int else "a number"
         text = f"expected {kind} {b}"
     elif typ in _KIND:
         b = _bounds(root, loc) if typ in ("int_type", "float_type", "finite_number") else ""

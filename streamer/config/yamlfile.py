@@ -147,8 +147,9 @@ def read_mapping(path: Path) -> dict:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
                           f"{e.start})") from None
-    loader = BoundedLoader(text)
+    loader = None
     try:
+        loader = BoundedLoader(text)  # the reader checks for unprintable characters here
         node = loader.get_single_node()
         if node is None:
             return {}
@@ -164,6 +165,9 @@ def read_mapping(path: Path) -> dict:
         if msg.startswith("line ") or msg.startswith("more than"):
             raise ConfigError(f"{where} {msg}" if msg.startswith("line") else f"{where}: {msg}") from None
         raise
+    except yaml.reader.ReaderError as e:
+        raise ConfigError(f"{where}: not valid YAML (unprintable character #x{e.character:04x} at "
+                          f"offset {e.position})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""
@@ -173,7 +177,8 @@ def read_mapping(path: Path) -> dict:
     except RecursionError:
         raise ConfigError(f"{where}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
