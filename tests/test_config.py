@@ -65,3 +65,119 @@ def test_bad_files(tmp_path, text, needle):
 def test_missing_file():
     with pytest.raises(ConfigError, match="does not exist"):
         config.load("/nonexistent/streamer.yaml")
+
+
+# ---- the models behave as stdlib dataclasses, and validate on every construction ----------
+
+def test_replace_and_positional_construction_validate():
+    import dataclasses
+
+    c = config.load()
+    d = dataclasses.replace(c, detector=dataclasses.replace(c.detector, min_face_px=0))
+    assert d.detector.min_face_px == 0 and c.detector.min_face_px == 12  # frozen: a copy
+    assert config.LineConfig("door", [[0.5, 0], [0.5, 1]]).points == [[0.5, 0], [0.5, 1]]
+    with pytest.raises(ConfigError, match=r"^tracker.min_hits: expected an integer >= 1"):
+        dataclasses.replace(c.tracker, min_hits=0)
+    with pytest.raises(ConfigError, match=r"points"):
+        config.LineConfig("door", [[0, 0]])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.camera = "x"
+    assert {f.name for f in dataclasses.fields(c)} >= {"camera", "source", "detector"}
+    assert dataclasses.asdict(c)["source"]["uri"] == "0"
+
+
+# ---- relative paths: relative to the config file's folder ----------------------------------
+
+def test_relative_paths_in_a_file_are_relative_to_its_folder(tmp_path, monkeypatch):
+    site = tmp_path / "etc"
+    site.mkdir()
+    f = site / "door.yaml"
+    f.write_text("events: {jsonl: out/events.jsonl}\nmqtt: {spool_dir: /abs/spool}\n"
+                 "counting: {state_dir: st}\n")
+    monkeypatch.chdir(tmp_path)
+    c = config.load(f, {"output.video": "flag.mp4"})
+    assert c.events.jsonl == str(site / "out" / "events.jsonl")
+    assert c.counting.state_dir == str(site / "st")
+    assert c.mqtt.spool_dir == "/abs/spool"  # absolute stays
+    assert c.output.video == "flag.mp4"  # a flag is relative to the working directory
+    assert config.load(site / "door.yaml").mqtt.spool_dir == "/abs/spool"
+    assert config.load(None).mqtt.spool_dir == "spool"  # default file: defaults, as given
+
+
+# ---- site config (issue 15) ----------------------------------------------------------------
+
+SITE = """
+detector: {score_threshold: 0.7}
+events: {jsonl: events.jsonl}
+counting: {reset: never, lines: [{name: door, points: [[0.5, 0], [0.5, 1]]}]}
+store: {path: data/events.sqlite, retention_days: 7}
+log: {file: logs/site.log, rotate: hourly, keep: 48}
+privacy: {keep_crops: false}
+web: {port: 8090}
+cameras:
+  door:
+    source: {uri: "rtsp://cam1/stream"}
+  desk:
+    source: {uri: "rtsp://cam2/stream", read_timeout_s: 8}
+    detector: {score_threshold: 0.8}
+    counting: {lines: []}
+"""
+
+
+def test_site_merges_defaults_into_every_camera(tmp_path):
+    f = tmp_path / "site.yaml"
+    f.write_text(SITE)
+    s = config.load_site(f)
+    assert s.names == ["door", "desk"]
+    door, desk = s.cameras["door"], s.cameras["desk"]
+    assert (door.camera, desk.camera) == ("door", "desk")
+    assert door.detector.score_threshold == 0.7 and desk.detector.score_threshold == 0.8
+    assert desk.detector.nms_threshold == door.detector.nms_threshold == 0.3  # deep merge
+    assert desk.source.read_timeout_s == 8.0 and door.source.read_timeout_s == 5.0
+    assert desk.source.uri == "rtsp://cam2/stream" and desk.counting.reset == "never"
+    assert [ln.name for ln in door.counting.lines] == ["door"] and desk.counting.lines == []
+    assert door.events.jsonl == str(tmp_path / "events.jsonl")
+    assert s.store.path == str(tmp_path / "data" / "events.sqlite") and s.store.retention_days == 7
+    assert s.log.file == str(tmp_path / "logs" / "site.log") and s.log.rotate == "hourly"
+    assert s.privacy.keep_crops is False and s.web.port == 8090
+
+
+@pytest.mark.parametrize("edit, key", [
+    ("  desk:\n    detector: {score_threshold: 3}\n", "cameras.desk.detector.score_threshold:"),
+    ("  desk:\n    detector: {treshold: 3}\n", "cameras.desk.detector.treshold: unknown key"),
+    ("  desk:\n    web: {port: 1}\n", "cameras.desk.web: site-wide"),
+    ("  desk:\n    camera: other\n", "cameras.desk.camera:"),
+    ("  '..':\n    source: {uri: x}\n", "cameras.'..':"),
+    ("  a/b: {}\n", "cameras.'a/b':"),
+    ("  desk: [1]\n", "cameras.desk: expected a mapping"),
+])
+def test_site_errors_name_the_camera_and_key(tmp_path, edit, key):
+    f = tmp_path / "site.yaml"
+    f.write_text("cameras:\n  door: {}\n" + edit)
+    with pytest.raises(ConfigError) as e:
+        config.load_site(f)
+    assert str(e.value).startswith(key), str(e.value)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("detector: {score_threshold: 3}\ncameras: {door: {}}\n", "detector.score_threshold:"),
+    ("store: {retention_days: 0}\ncameras: {door: {}}\n", "store.retention_days:"),
+    ("log: {rotate: weekly}\ncameras: {door: {}}\n", "log.rotate:"),
+    ("privacy: {keep_crops: 'no'}\ncameras: {door: {}}\n", "privacy.keep_crops:"),
+    ("cameras: {}\n", "cameras: expected a mapping"),
+    ("camera: x\ncameras: {door: {}}\n", "camera: a site config"),
+    ("detector: {}\n", "config file"),
+])
+def test_site_errors_in_shared_sections(tmp_path, text, key):
+    f = tmp_path / "site.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        config.load_site(f)
+    assert str(e.value).startswith(key), str(e.value)
+
+
+def test_plain_load_refuses_a_site_file_with_a_pointer(tmp_path):
+    f = tmp_path / "site.yaml"
+    f.write_text(SITE)
+    with pytest.raises(ConfigError, match="^cameras: this is a site config"):
+        config.load(f)
