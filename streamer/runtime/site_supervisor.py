@@ -309,7 +309,7 @@ class Supervisor:
             return
         if ran and ran_for >= self.policy.stable_s:
             s.failures = 0
-        self._failed(s, f"{reason} (pid {pid})" if s.kill_reason is None else reason, ran)
+        self._failed(s, f"pid {pid} {reason}" if s.kill_reason is None else reason, ran)
 
     def _failed(self, s: Slot, reason: str, ran: bool) -> None:
         delay = min(self.policy.backoff_max_s, self.policy.backoff_initial_s * 2 ** s.failures)

