@@ -183,7 +183,7 @@ def test_reconnect_backoff_grows_and_stop_interrupts_it():
     p, _ = make(src, {"source": {"backoff_initial_s": 0.05, "backoff_max_s": 0.4}})
     backoffs = []  # the step in force at each open attempt (taken after the wait)
     real_open = src.open
-    src.open = lambda: (backoffs.append(p._backoff), real_open())
+    src.open = lambda: (backoffs.append(p.capture._backoff), real_open())
     t, _ = run_in_thread(p)
     time.sleep(1.5)
     p.stop()  # interrupts a backoff wait
