@@ -146,7 +146,8 @@ def run_cli(a: argparse.Namespace) -> int:
         if not a.no_web:
             from streamer.web import server as web
             first = next(iter(site_cfg.cameras.values()))
-            server = web.start_background(dataclasses.replace(first, web=web_cfg), site=site)
+            server = web.start_background(dataclasses.replace(first, web=web_cfg), site=site,
+                                          keep_crops=site_cfg.privacy.keep_crops)
         while not stop.wait(0.5):
             pass
     finally:
