@@ -29,6 +29,8 @@ class OpenCvModel:
         self._net = net
         self.spec = spec
         self.outputs = tuple(outputs)
+        self._all: Optional[list[str]] = None
+        self._pick: list[int] = []
 
     @classmethod
     def from_files(cls, path: Path, spec: InputSpec, outputs: Sequence[str] = (),
@@ -57,6 +59,14 @@ class OpenCvModel:
             # Plain float NCHW: a transpose + cast is one numpy pass, cheaper than blobFromImages.
             blob = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
         self._net.setInput(blob)
-        if self.outputs:
-            return list(self._net.forward(list(self.outputs)))
-        return [self._net.forward()]
+        if not self.outputs:
+            return [self._net.forward()]
+        if self._all is None:
+            # OpenCV 5's engine computes every output in one forward and wants them all named.
+            names = list(self._net.getUnconnectedOutLayersNames())
+            missing = [n for n in self.outputs if n not in names]
+            if missing:
+                raise ModelError(f"net has no output {missing[0]!r} (outputs: {', '.join(names)})")
+            self._all, self._pick = names, [names.index(n) for n in self.outputs]
+        outs = self._net.forward(self._all)
+        return [outs[i] for i in self._pick]

@@ -1,0 +1,124 @@
+"""The inference layer on the real nets: both backends, the pixel conversion, size changes.
+
+Marked ``models`` (also run on OpenCV 4.x). Tolerances: probabilities within 0.02 between
+backends (issue 13); the conversion itself is checked much tighter against the float blob the
+nets were always fed (``attribute_nets._blob``).
+"""
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from streamer import inference
+from streamer.core.attribute_nets import AGE_ONNX, GENDER_ONNX, DlibNets, _blob
+from streamer.core.detectors import yunet
+from streamer.errors import ModelError
+from streamer.inference import backend as backend_mod
+from streamer.media import modelstore
+
+pytestmark = pytest.mark.models
+BACKENDS = ("openvino", "opencv")
+
+
+@pytest.fixture(autouse=True)
+def _restore_settings():
+    before = inference.settings()
+    yield
+    inference.configure(backend=before.backend, threads=before.threads)
+
+
+def _chips(n, side, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conversion_matches_the_float_blob_the_nets_were_fed(backend):
+    chips = _chips(5, 64)
+    ref = cv2.dnn.readNet(str(modelstore.path_of(AGE_ONNX)))
+    ref.setInput(_blob(chips, DlibNets.MEAN_RGB, 1 / 256, 64, swap_rb=True))
+    expected = ref.forward()
+    m = inference.load(modelstore.path_of(AGE_ONNX), DlibNets.SPEC, backend=backend)
+    assert m.backend == backend
+    got = np.array(m.infer(chips)[0])
+    assert got.shape == (5, 81)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_batch_sizes_vary_on_one_compiled_classifier():
+    m = inference.load(modelstore.path_of(GENDER_ONNX), DlibNets.SPEC, backend="openvino")
+    chips = _chips(7, 32, seed=1)
+    whole = np.array(m.infer(chips)[0])
+    for n in (1, 3, 7):
+        np.testing.assert_allclose(np.array(m.infer(chips[:n])[0]), whole[:n], atol=1e-5)
+
+
+def test_outputs_come_in_the_order_asked():
+    path = modelstore.path_of(yunet.MODEL)
+    img = np.random.default_rng(2).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+    for b in BACKENDS:
+        outs = inference.load(path, yunet.SPEC, ("kps_8", "cls_32"), backend=b).infer(img)
+        assert outs[0].reshape(-1, 10).shape[0] == (64 // 8) * (96 // 8)
+        assert outs[1].reshape(-1).shape[0] == (64 // 32) * (96 // 32)
+    with pytest.raises(ModelError, match="no output 'nope'"):
+        inference.load(path, yunet.SPEC, ("nope",), backend="openvino")
+
+
+def test_new_sizes_after_the_static_ones_go_to_one_dynamic_model():
+    from streamer.inference import ov_backend
+    path = modelstore.path_of(yunet.MODEL)
+    ov = inference.load(path, yunet.SPEC, yunet.OUTPUTS, backend="openvino")
+    cv = inference.load(path, yunet.SPEC, yunet.OUTPUTS, backend="opencv")
+    rng = np.random.default_rng(3)
+    sizes = [(96, 128), (128, 96), (160, 160), (64, 224), (96, 128)]
+    for h, w in sizes:
+        x = rng.integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+        for a, b in zip(ov.infer(x), cv.infer(x)):
+            np.testing.assert_allclose(np.asarray(a).reshape(-1), np.asarray(b).reshape(-1), atol=2e-3)
+    assert len(ov._static) == ov_backend.STATIC_SIZES and ov._dynamic is not None
+
+
+def test_auto_falls_back_to_opencv_with_one_log_line(monkeypatch, caplog):
+    monkeypatch.setattr(backend_mod, "openvino_available", lambda: False)
+    monkeypatch.setattr(backend_mod, "_resolved", None)
+    inference.configure(backend="auto")
+    with caplog.at_level(logging.INFO, logger="streamer.inference.backend"):
+        assert inference.active_backend() == "opencv"
+        assert inference.active_backend() == "opencv"
+        m = inference.load(modelstore.path_of(GENDER_ONNX), DlibNets.SPEC)
+    assert m.backend == "opencv"
+    said = [r.getMessage() for r in caplog.records if "OpenVINO is not installed" in r.getMessage()]
+    assert len(said) == 1
+
+
+def test_openvino_asked_for_but_missing_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(backend_mod, "openvino_available", lambda: False)
+    monkeypatch.setattr(backend_mod, "_resolved", None)
+    inference.configure(backend="openvino")
+    with pytest.raises(ModelError, match="inference.backend openvino.*inference.backend: opencv"):
+        inference.active_backend()
+    monkeypatch.setattr(backend_mod, "_resolved", None)
+
+
+def test_auto_picks_openvino_where_it_imports(monkeypatch):
+    monkeypatch.setattr(backend_mod, "_resolved", None)
+    inference.configure(backend="auto")
+    assert inference.active_backend() == "openvino"
+    assert DlibNets().backend == "openvino"
+    monkeypatch.setattr(backend_mod, "_resolved", None)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="inference.backend"):
+        inference.configure(backend="tensorrt")
+    with pytest.raises(ValueError, match="inference.threads"):
+        inference.configure(threads=-1)
+
+
+def test_threads_auto_is_the_cores_this_process_may_use():
+    import os
+    inference.configure(threads=0)
+    assert inference.thread_count() == len(os.sched_getaffinity(0))
+    inference.configure(threads=1)
+    assert inference.thread_count() == 1 and cv2.getNumThreads() == 1
