@@ -161,7 +161,8 @@ def dedupe(ids: list[str]) -> list[str]:
 
 
 def make_cfg(broker_url: str, tmp_path: Path, **kw) -> MqttConfig:
-    return MqttConfig(enabled=True, url=broker_url, spool_dir=str(tmp_path / "spool"), **kw)
+    kw.setdefault("spool_dir", str(tmp_path / "spool"))
+    return MqttConfig(enabled=True, url=broker_url, **kw)
 
 
 def counts_payload(n: int) -> dict:
