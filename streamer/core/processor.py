@@ -24,12 +24,14 @@ class Processed:
 
 
 class Processor:
-    def __init__(self, detector, tracker, events, attributes=None, scenecut=None, counter=None):
+    def __init__(self, detector, tracker, events, attributes=None, scenecut=None, counter=None,
+                 cadence=None):
         self.detector = detector
         self.tracker = tracker
         self.events = events
         self.attributes = attributes
         self.scenecut = scenecut
+        self.cadence = cadence  # None: detect every frame (core/cadence.py)
         self.counter = counter
         self.attr_calls = 0  # faces sent through the attribute nets
         self.scene_cuts = 0
@@ -48,12 +50,14 @@ class Processor:
 
     def process(self, frame: Frame) -> Processed:
         image = frame.image
-        dets = self.detector.detect(image)
+        run = self.cadence is None or self.cadence.due(image, self.tracker.live)
+        dets = self.detector.detect(image) if run else []
         events: list[Event] = []
         if self.scenecut is not None and self.scenecut.is_cut(image):
             self.scene_cuts += 1
             events += self._end_all(frame.ts, frame.id)
-        tracks = self.tracker.update(dets, frame.id)
+        # A frame the cadence skips moves every track to its prediction (no miss counted).
+        tracks = self.tracker.update(dets, frame.id) if run else self.tracker.predict(frame.id)
         if self.attributes is not None:
             before = self.attributes.calls
             self._attrs.update(self.attributes.estimate(image, tracks, frame.id))
@@ -69,13 +73,16 @@ class Processor:
         if self.counter is not None:
             events += self.counter.update(people, frame)
             counts = self.counter.counts()
-        faces = sum(1 for d in dets if d.score >= self.detector.score_threshold)
+        faces = (sum(1 for d in dets if d.score >= self.detector.score_threshold) if run
+                 else sum(1 for t in tracks if t.confirmed))
         return Processed(people, tuple(events), faces, counts)
 
     def outage(self, ts: float, frame_id: int) -> list[Event]:
         """The source went down: end every track cleanly; the next frame starts a new scene."""
         if self.scenecut is not None:
             self.scenecut.reset()
+        if self.cadence is not None:
+            self.cadence.reset()
         return self._end_all(ts, frame_id)
 
     def finish(self, ts: float, frame_id: int) -> list[Event]:

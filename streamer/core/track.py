@@ -131,6 +131,23 @@ class Tracker:
         beside the model loading so that neither start-up nor a live frame pays for it."""
         from scipy.optimize import linear_sum_assignment  # noqa: F401
 
+    @property
+    def live(self) -> int:
+        """Tracks alive now (confirmed or not)."""
+        return len(self._tracks)
+
+    def predict(self, frame_id: int) -> list[Track]:
+        """Advance to ``frame_id`` on a frame the detector skipped (``detector.interval``, motion
+        gate): every track moves to its motion prediction and no miss is counted, because
+        nothing was looked for. The tracks come out not ``detected`` (misses + 1, no landmarks),
+        so attributes and line crossings wait for the next detected frame."""
+        dt = 1 if self._last_frame is None else max(1, frame_id - self._last_frame)
+        self._last_frame = frame_id
+        if self._tracks:
+            _predict(self._tracks, dt)
+        return [Track(t.id, tuple(_z_to_xyxy(t.mean[:4]).tolist()), t.score, t.confirmed, t.hits,
+                      t.misses + 1, t.first_frame, t.last_frame, None) for t in self._tracks]
+
     def reset(self) -> None:
         """Drop every track (scene cut, source switch). Ids keep counting."""
         self._tracks = []
