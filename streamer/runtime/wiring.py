@@ -59,7 +59,8 @@ def build_sinks(cfg: Config, extra=()) -> SinkSet:
         sinks.append(StdoutSink())
     if cfg.mqtt.enabled:
         from streamer.sinks import mqtt
-        sinks.append(mqtt.MqttSink(cfg.mqtt, cfg.camera))
+        # The counting lines, so Home Assistant discovery can announce their sensors at once.
+        sinks.append(mqtt.MqttSink(cfg.mqtt, cfg.camera, lines=[l.name for l in cfg.counting.lines]))
     sinks.extend(extra)
     return SinkSet(sinks)
 
