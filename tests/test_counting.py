@@ -13,6 +13,7 @@ from streamer.config import CountingConfig, LineConfig, ZoneConfig
 from streamer.core.counting import Counter, age_labels
 from streamer.errors import ConfigError
 from streamer.core.events import EventBuilder
+from streamer.media import count_state
 from streamer.types import Attributes, Frame, Person, Track
 
 IMAGES: dict[tuple[int, int], np.ndarray] = {}
@@ -48,7 +49,8 @@ def counter(tmp_path, lines=None, zones=None, clock=None, make_event=None, **kw)
     cfg = CountingConfig(lines=[LineConfig(n, p) for n, p in (lines or {}).items()],
                          zones=[ZoneConfig(n, p) for n, p in (zones or {}).items()],
                          state_dir=str(tmp_path / "state"), **kw)
-    return Counter(cfg, "cam", make_event=make_event, clock=clock or Clock())
+    return Counter(cfg, "cam", make_event=make_event, clock=clock or Clock(),
+                   state=count_state.for_camera(cfg.state_dir, "cam"))
 
 
 def play(c: Counter, frames: list[list[Track]], attrs=None, size=(1000, 1000), t0: float = 0.0,

@@ -6,9 +6,9 @@ frame and when idle: periodic summaries, the reset schedule, persistence), ``res
 at a scene cut or outage (per-track state is forgotten, counts are kept) and
 ``finish(ts, frame_id)`` once at the end (final summary, state written).
 
-Geometry. Lines (two points) and zones (a polygon) come from config, in frame pixels or, when
-every coordinate of that line or zone is <= 1, in fractions of the frame width and height
-(resolved against the first frame, so one config fits any resolution).
+Geometry (``core/geometry.py``). Lines (two points) and zones (a polygon) come from config, in
+frame pixels or, when every coordinate of that line or zone is <= 1, in fractions of the frame
+width and height (resolved against the first frame, so one config fits any resolution).
 
 Direction. Walk from p1 to p2 on the image as if it were a map seen from above: a track
 moving from your right-hand side to your left-hand side goes ``in``, the other way ``out``.
@@ -52,123 +52,40 @@ counts snapshot: ``period_start``, ``lines`` {name: {in, out}}, ``zones`` {name:
   visits and dwell statistics. ``people``: confirmed tracks seen (unique within a run; a
   person lost and re-acquired as a new track counts again).
 
-Persistence and reset. Counters live in ``<state_dir>/counts-<camera>.json``, written
-atomically (temp file, fsync, ``os.replace``) when they change, at most once a second, on a
-reset and at finish; a restart continues from them. ``reset: daily@HH:MM`` zeroes them at that
-local time; a counter that was down over that time starts from zero (its period began at the
-missed reset). ``never`` keeps counting forever. The clock is injectable for tests.
+Persistence and reset. The counter does no I/O: an injected ``state`` (``load() -> dict |
+None``, ``save(dict) -> bool``; ``media/count_state.py`` keeps it in
+``<state_dir>/counts-<camera>.json``, written atomically) gets the totals when they change, at
+most once a second, on a reset and at finish; a restart continues from them. Without one the
+counts live in memory only. ``reset: daily@HH:MM`` zeroes them at that local time; a counter
+that was down over that time starts from zero (its period began at the missed reset).
+``never`` keeps counting forever. The clock is injectable for tests.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Protocol, Sequence
 
 from streamer.config import CountingConfig
 from streamer.errors import ConfigError
 from streamer.core.events import EventBuilder, attributes_payload
+from streamer.core.geometry import Polygon, Segment, check_geometry, is_fraction, resolve
 from streamer.timefmt import iso_ms
 from streamer.types import Attributes, Event, Frame, Person, Point, Track
 
 log = logging.getLogger(__name__)
 
-STATE_SCHEMA = "streamer.counting-state/1"
 GENDERS = ("male", "female", "unknown")
 DIRECTIONS = ("in", "out")
 PERSIST_MIN_INTERVAL_S = 1.0
 
 
-# ---- geometry (pure functions, pixels) -----------------------------------------------------
-
-def _cross(o: Point, a: Point, b: Point) -> float:
-    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-
-def _seg_dist(p: Point, a: Point, b: Point) -> float:
-    ax, ay = b[0] - a[0], b[1] - a[1]
-    L2 = ax * ax + ay * ay
-    t = 0.0 if L2 == 0 else max(0.0, min(1.0, ((p[0] - a[0]) * ax + (p[1] - a[1]) * ay) / L2))
-    return math.hypot(p[0] - a[0] - t * ax, p[1] - a[1] - t * ay)
-
-
-@dataclass(frozen=True)
-class Segment:
-    name: str
-    p1: Point
-    p2: Point
-
-    def signed(self, p: Point) -> float:
-        """Signed distance in pixels; an ``in`` crossing goes from > 0 to < 0."""
-        return _cross(self.p1, self.p2, p) / math.dist(self.p1, self.p2)
-
-    def cuts(self, a: Point, b: Point) -> bool:
-        """Does the path a -> b (on opposite sides) cross the line within p1-p2?"""
-        da, db = self.signed(a), self.signed(b)
-        if da == db:
-            return False
-        k = da / (da - db)
-        x = (a[0] + k * (b[0] - a[0]), a[1] + k * (b[1] - a[1]))
-        dx, dy = self.p2[0] - self.p1[0], self.p2[1] - self.p1[1]
-        t = ((x[0] - self.p1[0]) * dx + (x[1] - self.p1[1]) * dy) / (dx * dx + dy * dy)
-        return 0.0 <= t <= 1.0
-
-
-@dataclass(frozen=True)
-class Polygon:
-    name: str
-    points: tuple[Point, ...]
-
-    def contains(self, p: Point) -> bool:
-        inside, pts = False, self.points
-        for i in range(len(pts)):
-            (x1, y1), (x2, y2) = pts[i - 1], pts[i]
-            if (y1 > p[1]) != (y2 > p[1]) and p[0] < x1 + (p[1] - y1) * (x2 - x1) / (y2 - y1):
-                inside = not inside
-        return inside
-
-    def distance(self, p: Point) -> float:
-        return min(_seg_dist(p, self.points[i - 1], self.points[i]) for i in range(len(self.points)))
-
-
-def _is_fraction(points: list) -> bool:
-    return all(v <= 1 for p in points for v in p)
-
-
-def _resolve(points: list, size: tuple[int, int]) -> tuple[Point, ...]:
-    """Fractions (every coordinate <= 1) scale by the frame size; pixels pass through."""
-    pts = [(float(x), float(y)) for x, y in points]
-    if _is_fraction(pts):
-        return tuple((x * size[0], y * size[1]) for x, y in pts)
-    return tuple(pts)
-
-
-def _check_geometry(cfg: CountingConfig) -> None:
-    for kind, items in (("lines", cfg.lines), ("zones", cfg.zones)):
-        names = set()
-        for i, it in enumerate(items):
-            key = f"counting.{kind}[{i}]"
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                       for p in it.points for v in p):
-                raise ConfigError(f"{key}.points: expected numbers, got {it.points!r}")
-            if it.name in names:
-                raise ConfigError(f"{key}.name: duplicate name {it.name!r}")
-            names.add(it.name)
-            pts = _resolve(it.points, (1000, 1000))
-            if kind == "lines" and pts[0] == pts[1]:
-                raise ConfigError(f"{key}.points: the two points are the same ({it.points!r})")
-            if kind == "zones":
-                area = sum(_cross((0, 0), pts[j - 1], pts[j]) for j in range(len(pts)))
-                if abs(area) < 1e-9:
-                    raise ConfigError(f"{key}.points: the polygon has no area ({it.points!r})")
-
+# ---- schedule and labels -----------------------------------------------------------------
 
 def parse_reset(spec: str) -> Optional[tuple[int, int]]:
     """``daily@HH:MM`` -> (hour, minute); ``never`` -> None."""
@@ -221,8 +138,16 @@ class _ZoneTotals:
     dwell_max_s: float = 0.0
 
 
+class CountState(Protocol):
+    """Where the totals survive a restart (``media/count_state.JsonCountState``)."""
+
+    def load(self) -> Optional[dict]: ...
+
+    def save(self, state: dict) -> bool: ...
+
+
 @dataclass
-class _TrackState:
+class _CountingTrackState:
     sides: dict = field(default_factory=dict)  # line -> (side, last firm point)
     zones: dict = field(default_factory=dict)  # zone -> enter ts
     last_ts: float = 0.0
@@ -236,13 +161,14 @@ class Counter:
     ``make_event(type, ts, frame_id, payload) -> Event`` stamps ids (default: a private
     ``EventBuilder``, ids unique across restarts); ``clock() -> epoch seconds`` drives the reset
     schedule and the persistence throttle (tests inject a fake one; event times always come
-    from the frames and ``tick``).
+    from the frames and ``tick``); ``state`` keeps the totals across restarts (None: memory
+    only).
     """
 
     def __init__(self, cfg: CountingConfig, camera: str,
                  make_event: Optional[Callable[[str, float, int, dict], Event]] = None,
-                 clock: Callable[[], float] = time.time):
-        _check_geometry(cfg)
+                 clock: Callable[[], float] = time.time, state: Optional[CountState] = None):
+        check_geometry(cfg)
         self.cfg = cfg
         self.camera = camera
         self.make_event = make_event or EventBuilder(camera).make
@@ -250,12 +176,12 @@ class Counter:
         self._reset_at = parse_reset(cfg.reset)
         self._age_bins = [float(b) for b in cfg.age_bins]
         self._age_labels = age_labels(cfg.age_bins) + ["unknown"]
-        self.path = Path(cfg.state_dir) / f"counts-{camera}.json"
+        self.state = state
         self._size: Optional[tuple[int, int]] = None
         self._lines: tuple[Segment, ...] = ()
         self._zones: tuple[Polygon, ...] = ()
         self._margin = 0.0
-        self._tracks: dict[int, _TrackState] = {}
+        self._tracks: dict[int, _CountingTrackState] = {}
         self._seen: set[int] = set()  # confirmed track ids of this run
         self._queued: list[Event] = []  # zone exits from reset_tracks, emitted on the next call
         self._last_ts = 0.0
@@ -264,9 +190,9 @@ class Counter:
         self._last_summary = 0.0
         self._dirty = False
         self._last_write = -1e18
-        self._write_errors = 0
         self._zero(clock())
-        self._load()
+        if state is not None:
+            self._restore(state.load())
 
     # ---- totals ----------------------------------------------------------------------------
     def _zero(self, period_start: float) -> None:
@@ -300,8 +226,8 @@ class Counter:
             log.info("frame size changed %s -> %s: counting geometry re-resolved", self._size, size)
             self._forget_tracks()
         self._size = size
-        self._lines = tuple(Segment(ln.name, *_resolve(ln.points, size)) for ln in self.cfg.lines)
-        self._zones = tuple(Polygon(z.name, _resolve(z.points, size)) for z in self.cfg.zones)
+        self._lines = tuple(Segment(ln.name, *resolve(ln.points, size)) for ln in self.cfg.lines)
+        self._zones = tuple(Polygon(z.name, resolve(z.points, size)) for z in self.cfg.zones)
         self._margin = self.cfg.hysteresis * math.hypot(*size)
 
     def draw_lines(self, size: tuple[int, int]) -> list[tuple[Point, Point, str]]:
@@ -310,12 +236,12 @@ class Counter:
         known = size[0] > 0 and size[1] > 0
         out: list[tuple[Point, Point, str]] = []
         for ln in self.cfg.lines:
-            if known or not _is_fraction(ln.points):
-                p1, p2 = _resolve(ln.points, size)
+            if known or not is_fraction(ln.points):
+                p1, p2 = resolve(ln.points, size)
                 out.append((p1, p2, ln.name))
         for z in self.cfg.zones:
-            if known or not _is_fraction(z.points):
-                pts = _resolve(z.points, size)
+            if known or not is_fraction(z.points):
+                pts = resolve(z.points, size)
                 out += [(pts[i], pts[(i + 1) % len(pts)], z.name if i == 0 else "")
                         for i in range(len(pts))]
         return out
@@ -335,7 +261,7 @@ class Counter:
         for person in people:
             t = person.track
             alive.add(t.id)
-            st = self._tracks.setdefault(t.id, _TrackState())
+            st = self._tracks.setdefault(t.id, _CountingTrackState())
             if t.confirmed and t.id not in self._seen:
                 self._seen.add(t.id)
                 self._people += 1
@@ -354,7 +280,7 @@ class Counter:
             out += self._exit_all(tid, self._tracks.pop(tid), "lost")
         return out
 
-    def _line_step(self, ln: Segment, st: _TrackState, t: Track, p: Point,
+    def _line_step(self, ln: Segment, st: _CountingTrackState, t: Track, p: Point,
                    a: Optional[Attributes], ts: float, fid: int) -> list[Event]:
         d = ln.signed(p)
         side = 1 if d > self._margin else -1 if d < -self._margin else 0
@@ -377,7 +303,7 @@ class Counter:
             "track_id": t.id, "line": ln.name, "direction": direction, "box": _ibox(t.box),
             **attributes_payload(a), "counts": self.snapshot()})]
 
-    def _zone_step(self, z: Polygon, st: _TrackState, t: Track, p: Point,
+    def _zone_step(self, z: Polygon, st: _CountingTrackState, t: Track, p: Point,
                    a: Optional[Attributes], ts: float, fid: int) -> list[Event]:
         if z.name not in st.zones:
             if not z.contains(p):
@@ -390,7 +316,7 @@ class Counter:
             return []
         return [self._exit(t.id, st, z.name, ts, fid, "left", a)]
 
-    def _exit(self, tid: int, st: _TrackState, zone: str, ts: float, fid: int, reason: str,
+    def _exit(self, tid: int, st: _CountingTrackState, zone: str, ts: float, fid: int, reason: str,
               a: Optional[Attributes]) -> Event:
         entered = st.zones.pop(zone)
         dwell = max(0.0, ts - entered)
@@ -404,7 +330,7 @@ class Counter:
             "entered": iso_ms(entered), "dwell_s": round(dwell, 3), "reason": reason,
             "counts": self.snapshot()})
 
-    def _exit_all(self, tid: int, st: _TrackState, reason: str) -> list[Event]:
+    def _exit_all(self, tid: int, st: _CountingTrackState, reason: str) -> list[Event]:
         return [self._exit(tid, st, z, st.last_ts, self._last_frame, reason, st.attrs)
                 for z in list(st.zones)]
 
@@ -499,50 +425,27 @@ class Counter:
                 self._persist()
 
     def _persist(self) -> None:
-        state = {"schema": STATE_SCHEMA, "camera": self.camera, "period_start": self._period_start,
+        if self.state is None:
+            self._dirty = False
+            return
+        state = {"camera": self.camera, "period_start": self._period_start,
                  "saved_at": self.clock(), "people": self._people,
                  "lines": {k: {"in": v.inn, "out": v.out, "by_gender": v.by_gender, "by_age": v.by_age}
                            for k, v in self._totals.items()},
                  "zones": {k: vars(v) for k, v in self._zone_totals.items()}}
         self._last_write = state["saved_at"]
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(state, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+        if self.state.save(state):
             self._dirty = False
-        except OSError as e:  # disk full / read-only: keep counting in memory, say so
-            self._write_errors += 1
-            if self._write_errors == 1 or self._write_errors % 100 == 0:
-                log.error("counting state %s cannot be written (%d failures): %s",
-                          self.path, self._write_errors, e)
 
-    def _load(self) -> None:
-        try:
-            state = json.loads(self.path.read_text(encoding="utf-8"))
-            if not isinstance(state, dict) or state.get("schema") != STATE_SCHEMA:
-                raise ValueError(f"not a {STATE_SCHEMA} file")
-            period_start = float(state["period_start"])
-            people = int(state.get("people", 0))
-            lines = state.get("lines", {})
-            zones = state.get("zones", {})
-        except FileNotFoundError:
+    def _restore(self, state: Optional[dict]) -> None:
+        """Continue from saved totals, unless they belong to a period already reset."""
+        if state is None:
             return
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            aside = self.path.with_name(f"{self.path.name}.bad-{int(self.clock())}")
-            log.warning("counting state %s unreadable (%s); starting from zero, kept as %s",
-                        self.path, e, aside.name)
-            try:
-                os.replace(self.path, aside)
-            except OSError:
-                pass
-            return
+        period_start, people = state["period_start"], state["people"]
+        lines, zones = state["lines"], state["zones"]
         if self._reset_at is not None and period_start < last_reset(self.clock(), self._reset_at):
             log.info("counters in %s are from before the last reset (%s): starting from zero",
-                     self.path, self.cfg.reset)
+                     self.state, self.cfg.reset)
             self._zero(last_reset(self.clock(), self._reset_at))
             self._dirty = True
             return
@@ -560,7 +463,7 @@ class Counter:
             zt.visits = int(s.get("visits", 0))
             zt.dwell_total_s = float(s.get("dwell_total_s", 0.0))
             zt.dwell_max_s = float(s.get("dwell_max_s", 0.0))
-        log.info("counters restored from %s (since %s)", self.path, iso_ms(period_start))
+        log.info("counters restored from %s (since %s)", self.state, iso_ms(period_start))
 
 
 def _ibox(box) -> list[int]:

@@ -46,7 +46,9 @@ def build_processor(cfg: Config, detector=None, nets=None) -> Processor:
     counter = None
     if cfg.counting.lines or cfg.counting.zones or cfg.mqtt.enabled:
         from streamer.core import counting
-        counter = counting.Counter(cfg.counting, cfg.camera, make_event=events.make)
+        from streamer.media import count_state
+        counter = counting.Counter(cfg.counting, cfg.camera, make_event=events.make,
+                                   state=count_state.for_camera(cfg.counting.state_dir, cfg.camera))
     return Processor(detector, track.Tracker(cfg.tracker, high_score=cfg.detector.score_threshold),
                      events, attrs, cut, counter)
 
