@@ -13,8 +13,17 @@ import os
 import signal
 import sys
 
-from streamer import config as config_mod
-from streamer.errors import StreamerError
+# Raw FFmpeg/OpenCV lines ("[tcp @ 0x...] Connection refused", "moov atom not found",
+# obsensor's "Camera index out of range", DNN's setPreferableTarget notes) only repeat, in
+# library jargon, the one line we print for the same failure. Both libraries read these at
+# their first use, so they are set before anything imports cv2; a user's own setting wins
+# (OPENCV_LOG_LEVEL=INFO OPENCV_FFMPEG_LOGLEVEL=32 bring them back for debugging).
+_USER_CV_LOG = "OPENCV_LOG_LEVEL" in os.environ
+os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+from streamer import config as config_mod  # noqa: E402  (after the environment above)
+from streamer.errors import StreamerError  # noqa: E402
 
 log = logging.getLogger("streamer")
 
@@ -43,8 +52,9 @@ STREAM_FLAGS = {
 def _setup_logging(level: str) -> None:
     import cv2
 
-    # OpenCV's own INFO/WARN lines (e.g. about DNN targets) are noise for users.
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    # OpenCV's own lines (e.g. about DNN targets) are noise for users (see the top of this file).
+    if not _USER_CV_LOG:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -87,22 +97,37 @@ def cmd_stream(a: argparse.Namespace) -> int:
     from streamer.runtime import wiring as app
     from streamer.media.output import LatestJpeg
 
+    import threading
+
+    # Handlers first: a SIGTERM while the first open of a live source or the model loading is
+    # blocked inside cv2 must still exit 0 within 2 s (the build runs on a helper thread; this
+    # thread only waits, so the handler runs at once).
+    stop = threading.Event()
+    running: list = []
+
+    def _stop(signum, _frame):
+        log.info("signal %d: stopping", signum)
+        stop.set()
+        for p in running:
+            p.stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     _setup_logging("info")
     cfg = config_mod.load(a.config, _overrides(a))
     logging.getLogger().setLevel(cfg.log_level.upper())
     mjpeg = LatestJpeg() if a.serve else None
-    pipeline = app.build_pipeline(cfg, mjpeg=mjpeg)
+    pipeline = app.build_pipeline_unless_stopped(cfg, stop, mjpeg=mjpeg)
+    if pipeline is None:
+        log.info("stopped before the stream started")
+        return 0
+    running.append(pipeline)
+    if stop.is_set():  # the signal came between the end of the build and the line above
+        pipeline.stop()
     server = None
     if a.serve:
         from streamer.web import server as web
         server = web.start_background(cfg, pipeline=pipeline, mjpeg=mjpeg)
-
-    def _stop(signum, _frame):
-        log.info("signal %d: stopping", signum)
-        pipeline.stop()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
     from streamer.media.sources import redact
     log.info("streaming %s (camera %s)", redact(cfg.source.uri), cfg.camera)
     summary = pipeline.run()

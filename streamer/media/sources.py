@@ -166,12 +166,13 @@ class VideoSource:
             _set_ffmpeg_env(uri, self.cfg.read_timeout_s)
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000),
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.cfg.read_timeout_s * 1000)]
+            t0 = time.monotonic()
             cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
             if not cap.isOpened():
                 cap.release()
                 raise SourceError(f"cannot open stream {redact(uri)} (unreachable, refused, "
-                                  "unauthorized, or not a video stream; waited up to "
-                                  f"{self.cfg.open_timeout_s:g} s)")
+                                  "unauthorized, or not a video stream; "
+                                  f"{_gave_up(time.monotonic() - t0, self.cfg)})")
         else:
             p = Path(uri)
             if not p.exists():
@@ -328,6 +329,18 @@ class FolderSource:
 
     def close(self) -> None:
         pass
+
+
+def _gave_up(elapsed: float, cfg: SourceConfig) -> str:
+    """What the failed open did, measured: FFmpeg may give up before ``open_timeout_s`` (its
+    socket ``timeout`` is ``read_timeout_s``) or at once (refused, unknown host)."""
+    if elapsed < 0.5:
+        return f"failed after {elapsed:.1f} s"
+    limit = min(cfg.open_timeout_s, cfg.read_timeout_s)
+    which = "source.open_timeout_s" if cfg.open_timeout_s <= cfg.read_timeout_s else "source.read_timeout_s"
+    if elapsed >= limit - 0.5:
+        return f"no answer within {elapsed:.1f} s; {which} is {limit:g} s"
+    return f"gave up after {elapsed:.1f} s"
 
 
 def open_source(cfg: SourceConfig):

@@ -87,3 +87,27 @@ def build_pipeline(cfg: Config, mjpeg: Optional[LatestJpeg] = None, on_result=No
         output.close()
         raise
     return Pipeline(cfg, source, processor, sinks, output, on_result)
+
+
+BUILD_DEADLINE_S = 900.0  # start-up (open + model load) that takes longer than this is a fault
+
+
+def build_pipeline_unless_stopped(cfg: Config, stop, **kw) -> Optional[Pipeline]:
+    """``build_pipeline`` on a helper thread, so the caller's (main) thread stays free to run
+    signal handlers while the first open of a live source or the model loading blocks inside
+    cv2. Returns the pipeline, or None soon (<= 0.1 s) after ``stop`` (a threading.Event) is
+    set: the helper, possibly stuck in an FFmpeg open, is abandoned (a daemon; the process exits
+    without it; nothing has been accepted yet, so nothing is lost). Build errors (SourceError,
+    ModelError, ...) are raised here, in the caller's thread."""
+    from streamer.errors import StreamerError
+    from streamer.runtime.deadline import CallTimeout, DeadlineCaller
+
+    caller = DeadlineCaller("build")
+    try:
+        return caller.call(lambda: build_pipeline(cfg, **kw), BUILD_DEADLINE_S, stop)
+    except CallTimeout:
+        if stop.is_set():
+            return None
+        raise StreamerError(f"start-up did not finish within {BUILD_DEADLINE_S:g} s") from None
+    finally:
+        caller.close()
