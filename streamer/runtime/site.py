@@ -82,7 +82,8 @@ class Site:
                 backlog = m.get("backlog")
                 reasons.append(f"camera {c.name}: MQTT not connected"
                                + (f" ({backlog} events spooled)" if backlog is not None else "")
-                               + (f": {m['error']}" if m.get("error") else ""))
+                               + (f": {m.get('last_error') or m.get('error')}"
+                                  if m.get("last_error") or m.get("error") else ""))
         return not reasons, reasons
 
     def geometry(self, name: str) -> dict:

@@ -72,6 +72,10 @@ def _receiver(conn: Connection, pipeline, snap, stop: threading.Event) -> None:
             logging.getLogger("streamer.site").warning("site process gone: stopping")
             pipeline.stop()
             return
+        except Exception:  # a garbled channel cannot resynchronise: stop, the site restarts us
+            logging.getLogger("streamer.site").exception("bad message from the site: stopping")
+            pipeline.stop()
+            return
         if msg[0] == "want":
             snap.want(float(msg[1]))
         elif msg[0] == "stop":

@@ -94,6 +94,7 @@ class Slot:
     planned: Optional[str] = None  # reason of a planned restart in progress
     last_stderr: str = ""
     stopping: bool = False
+    want_sent: float = -1e9
 
 
 def describe_exit(rc: int) -> str:
@@ -121,6 +122,7 @@ class Supervisor:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._read_deadline = float("inf")
+        self._send_lock = threading.Lock()
         self._io_threads: list[threading.Thread] = []
 
     # ---- public ------------------------------------------------------------------------------
@@ -153,7 +155,10 @@ class Supervisor:
 
     def snapshot(self, name: str) -> Optional[bytes]:
         s = self._slots[name]
-        self._send(s, ("want", 3.0))
+        now = time.monotonic()
+        if now - s.want_sent > 1.0:  # the MJPEG route polls often: tell the camera once a second
+            s.want_sent = now
+            self._send(s, ("want", 3.0))
         return s.snapshot
 
     def size(self, name: str) -> Optional[list]:
@@ -339,13 +344,16 @@ class Supervisor:
             pass
 
     def _send(self, s: Slot, msg: tuple) -> None:
-        conn = s.conn
-        if conn is None:
-            return
-        try:
-            conn.send(msg)  # tiny: never fills the socket buffer the child drains
-        except (OSError, ValueError):
-            pass
+        # One sender at a time: web threads call snapshot() concurrently, and two interleaved
+        # send()s would garble the stream.
+        with self._send_lock:
+            conn = s.conn
+            if conn is None:
+                return
+            try:
+                conn.send(msg)  # tiny: never fills the socket buffer the child drains
+            except (OSError, ValueError):
+                pass
 
     # ---- the reader (one thread for every camera's channel) ----------------------------------
     def _read(self) -> None:

@@ -42,7 +42,10 @@ class EventStore(Protocol):
     """Every event of every camera, queryable. SQLite today (``streamer.store``); a server
     database implements the same five methods."""
 
-    def add(self, events: Sequence[dict]) -> None: ...
+    def add(self, events: Sequence[dict], crops: Optional[dict] = None) -> None:
+        """Store event dicts (duplicates by ``id`` ignored). Added by the site runner (an
+        optional, additive argument): ``crops`` maps an ``end`` event id to its face JPEG
+        bytes, given only with ``privacy.keep_crops``."""
 
     def events(self, camera: Optional[str] = None, type: Optional[str] = None,
                since: Optional[float] = None, until: Optional[float] = None,
@@ -52,7 +55,9 @@ class EventStore(Protocol):
     def counts(self, camera: Optional[str] = None, line: Optional[str] = None, bucket: str = "hour",
                since: Optional[float] = None, until: Optional[float] = None) -> list[dict]:
         """``[{"start": iso, "in": n, "out": m, "by_gender": {...}, "by_age": {...}}]`` from
-        ``cross`` events, oldest bucket first."""
+        ``cross`` events, oldest bucket first. ``by_gender`` is ``{male, female, unknown: n}``
+        and ``by_age`` ``{bin label: n}`` over both directions (sums = in + out); additive,
+        from the site runner: ``by_direction: {"in"|"out": {"by_gender", "by_age"}}``."""
 
     def crop_path(self, event_id: str) -> Optional[str]:
         """The face thumbnail kept for an ``end`` event (only with ``privacy.keep_crops``)."""
