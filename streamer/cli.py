@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Import only the chosen subcommand's module (Flask alone costs ~0.1 s of stream start-up);
     # --help imports them all to list them.
-    for name, mod in (("batch", "streamer.batch.runner"), ("serve", "streamer.web.server"), ("bench", "bench.cli"),
+    for name, mod in (("batch", "streamer.batch.cli"), ("serve", "streamer.web.server"), ("bench", "bench.cli"),
                       ("site", "streamer.runtime.site")):
         if argv[0] in (name, "-h", "--help"):
             module = importlib.import_module(mod)

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, data_path
-from streamer.batch import runner as batch
+from streamer import batch
 from streamer import config
 from streamer.errors import StreamerError
 
