@@ -143,7 +143,9 @@ class MqttConfig:
     keepalive_s: Int(5, 3600) = 30
     spool_dir: Path = "spool"
     spool_max_events: Int(1, 10**8) = 100000
-    fsync: Literal["always", "batch", "never"] = "batch"
+    fsync: Literal["always", "batch", "never"] = "batch"  # -> SQLite PRAGMA synchronous FULL | NORMAL | OFF
+    discovery: Bool = False  # Home Assistant MQTT discovery (streamer/sinks/ha_discovery.py)
+    discovery_prefix: Annotated[Text, AfterValidator(_topic_level)] = "homeassistant"
 
 
 Coord = Float(-1e6, 1e6)
