@@ -76,7 +76,7 @@ def _stream_parser(sub) -> None:
     p.add_argument("--realtime", action="store_const", const=True,
                    help="pace a file at its own fps, dropping frames when late, as a camera would")
     p.add_argument("--loop", action="store_const", const=True, help="replay a file forever")
-    p.add_argument("--detector", choices=["yunet", "ssd_tf", "ssd_caffe"])
+    p.add_argument("--detector", choices=["yunet", "centerface", "ssd_tf", "ssd_caffe"])
     p.add_argument("--detect-width", type=int, help="detection runs on a copy this wide")
     p.add_argument("--mqtt", help="publish events to this broker (mqtt://host:port)")
     p.add_argument("--serve", action="store_true", help="also serve the web page and live MJPEG")

@@ -48,7 +48,9 @@ class SourceConfig:
 
 @section("detector")
 class DetectorConfig:
-    kind: Literal["yunet", "centerface", "ssd_tf", "ssd_caffe"] = "yunet"
+    kind: Literal["yunet", "centerface", "ssd_tf", "ssd_caffe"] = "yunet"  # streams
+    # single images (web /analyze, batch): accuracy over speed (README "Detectors")
+    image_kind: Literal["yunet", "centerface", "ssd_tf", "ssd_caffe"] = "centerface"
     width: Int(64, 8192) = 640  # frames wider than this are downscaled for detection
     score_threshold: Float(0, 1, gt=True, lt=True) = 0.6
     nms_threshold: Float(0, 1, gt=True, lt=True) = 0.3

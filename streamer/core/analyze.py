@@ -6,6 +6,7 @@ confident face is classified once (one batched forward pass per net).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -28,6 +29,8 @@ class Analyzer:
         from streamer.runtime import wiring as app
         from streamer.core import attributes
 
+        # Single images use their own detector (detector.image_kind): no frame budget here.
+        cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, kind=cfg.detector.image_kind))
         self.cfg = cfg
         self.detector = detector or app.build_detector(cfg)
         self.estimator = estimator
@@ -36,7 +39,8 @@ class Analyzer:
 
     def analyze(self, image: np.ndarray, conf: Optional[float] = None) -> Analysis:
         t0 = time.perf_counter()
-        dets = confident(self.detector.detect(image),
+        # A requested threshold below the detector's floor lowers the floor for this call.
+        dets = confident(self.detector.detect(image) if conf is None else self.detector.detect(image, min_score=conf),
                          self.cfg.detector.score_threshold if conf is None else conf)
         t1 = time.perf_counter()
         attrs = self.estimator.classify(image, dets) if (self.estimator and dets) else []

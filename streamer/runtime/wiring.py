@@ -24,12 +24,22 @@ def models_dir(cfg: Config) -> Optional[Path]:
     return Path(cfg.models_dir) if cfg.models_dir else None
 
 
+def configure_inference(cfg: Config) -> None:
+    """The process's inference backend and threads (``inference.*``); threads 0 keeps what the
+    process already chose (a batch worker's share of the cores), else every core."""
+    from streamer import inference
+    i = cfg.inference
+    inference.configure(backend=i.backend, threads=i.threads or None, cache_dir=i.cache_dir)
+
+
 def build_detector(cfg: Config):
+    configure_inference(cfg)
     return detect.build(cfg.detector, models_dir(cfg))
 
 
 def build_attribute_nets(cfg: Config):
     from streamer.core import attributes
+    configure_inference(cfg)
     return attributes.build_nets(cfg.attributes, models_dir(cfg))
 
 
@@ -49,8 +59,10 @@ def build_processor(cfg: Config, detector=None, nets=None) -> Processor:
         from streamer.media import count_state
         counter = counting.Counter(cfg.counting, cfg.camera, make_event=events.make,
                                    state=count_state.for_camera(cfg.counting.state_dir, cfg.camera))
+    from streamer.core import cadence
     return Processor(detector, track.Tracker(cfg.tracker, high_score=cfg.detector.score_threshold),
-                     events, attrs, cut, counter)
+                     events, attrs, cut, counter,
+                     cadence.build(cfg.detector.interval, cfg.detector.motion_gate))
 
 
 def build_sinks(cfg: Config, extra=()) -> SinkSet:
