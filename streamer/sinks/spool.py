@@ -51,10 +51,9 @@ drops the oldest pending record, counts it in ``dropped`` and logs (the first dr
 
 Corruption: a database SQLite cannot read is moved aside (``spool.sqlite.corrupt-<time>``,
 kept for inspection), counted in ``corrupt``, and a new one is started; the rows still
-readable are copied over. A legacy ``spool.log`` (the earlier hand-written format: ``E <seq>
-<crc32> <payload>`` / ``A <seq>...`` / ``X <seq>...`` lines) is migrated once at open: its
-pending records, CRC-checked, are imported in order (a torn last line is ignored, corrupt lines
-counted) and the file is renamed ``spool.log.migrated``.
+readable are copied over. A legacy ``spool.log`` (the earlier hand-written format, read by
+``streamer.sinks.spool_legacy``) is migrated once at open: its pending records, CRC-checked,
+are imported in order (corrupt lines counted) and the file is renamed ``spool.log.migrated``.
 
 Memory: pending sequence numbers are indexed in memory (about 100 bytes each), payloads stay
 on disk. Thread-safety: every method takes the spool's lock; the MQTT sink appends from the
@@ -70,11 +69,11 @@ import os
 import sqlite3
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Iterable, Optional
 
 from streamer.errors import ConfigError
+from streamer.sinks import spool_legacy
 
 log = logging.getLogger(__name__)
 
@@ -229,24 +228,10 @@ class Spool:
             data = legacy.read_bytes()
         except FileNotFoundError:
             return
-        pending: dict[int, bytes] = {}
-        end = data.rfind(b"\n") + 1  # a torn last line (crash mid-write) is ignored
-        for line in data[:end].split(b"\n")[:-1]:
-            try:
-                if line[:2] == b"E ":
-                    _, seq_b, crc_b, payload = line.split(b" ", 3)
-                    if int(crc_b, 16) != zlib.crc32(payload):
-                        raise ValueError("crc mismatch")
-                    pending[int(seq_b)] = payload
-                elif line[:2] in (b"A ", b"X "):
-                    for s in line[2:].split():
-                        pending.pop(int(s), None)
-                else:
-                    raise ValueError("unknown record kind")
-            except ValueError:
-                self.corrupt += 1
+        pending, corrupt = spool_legacy.read_pending(data)
+        self.corrupt += corrupt
         now = time.time()
-        for payload in pending.values():
+        for payload in pending:
             seq = self._next_seq
             self._next_seq += 1
             self._mem[seq] = (now, payload)
