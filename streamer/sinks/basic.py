@@ -102,10 +102,14 @@ class SinkSet:
                     out[s.name] = {"error": str(e)}
         return out
 
+    def health_of(self, name: str, key: str):
+        """One value of the sink ``name``'s health (None without such a sink or key)."""
+        h = self.health().get(name)
+        return h.get(key) if h else None
+
     def unsent(self, name: str) -> int | None:
         """Events the sink ``name`` accepted but did not deliver (None without such a sink)."""
-        h = self.health().get(name)
-        return h.get("unsent") if h else None
+        return self.health_of(name, "unsent")
 
     def close(self) -> None:
         for s in self.sinks:
