@@ -338,6 +338,7 @@ class Pipeline:
             "events": dict(self.sinks.by_type),
             "sink_errors": {k: v for k, v in self.sinks.errors.items() if v},
             "mqtt_unsent": self.sinks.unsent("mqtt"),  # None without MQTT; see MqttSink.health
+            "mqtt_dropped": self.sinks.health_of("mqtt", "dropped"),
             "attribute_calls": self.processor.attr_calls,
             "attribute_calls_per_frame": round(self.processor.attr_calls / n, 3) if n else 0.0,
             "scene_cuts": self.processor.scene_cuts,
