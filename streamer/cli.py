@@ -157,7 +157,8 @@ def format_summary(s: dict, cfg) -> str:
         lines.append(f"sink errors   {json.dumps(s['sink_errors'])}")
     if s.get("mqtt_unsent") is not None:
         lines.append(f"mqtt          mqtt_unsent: {s['mqtt_unsent']} event(s) not acknowledged by the broker"
-                     + (" (kept in the spool for the next run)" if s["mqtt_unsent"] else ""))
+                     + (" (kept in the spool for the next run)" if s["mqtt_unsent"] else "")
+                     + (f", {s['mqtt_dropped']} dropped by the spool bounds" if s.get("mqtt_dropped") else ""))
     faults = {k: s.get(k, 0) for k in ("outages", "reconnects", "decode_errors", "stage_errors",
                                         "hung_calls", "thread_restarts")}
     if any(faults.values()):
