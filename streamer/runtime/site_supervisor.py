@@ -250,7 +250,7 @@ class Supervisor:
     def _pump_stderr(self, s: Slot, proc: subprocess.Popen) -> None:
         """Each child stderr line into our log, prefixed with the camera (credentials redacted)."""
         clog = logging.getLogger(f"streamer.camera.{s.name}")
-        for raw in proc.stderr:
+        for raw in iter(lambda: proc.stderr.readline(8192), b""):  # bounded lines
             line = redact(raw.decode("utf-8", "replace").rstrip())
             if not line:
                 continue
@@ -267,8 +267,17 @@ class Supervisor:
                 for s in self._slots.values():
                     try:
                         self._check(s, now)
-                    except Exception:
+                    except Exception:  # logged; the next tick tries again
                         log.exception("camera %s: supervising failed", s.name)
+
+    def _read(self) -> None:
+        while True:  # the reader must not die: without it no camera would ever be heard
+            try:
+                self._read_loop()
+                return
+            except Exception:
+                log.exception("site reader failed; resuming")
+                time.sleep(0.1)
 
     def _check(self, s: Slot, now: float) -> None:
         if self._stop.is_set():
@@ -356,7 +365,7 @@ class Supervisor:
                 pass
 
     # ---- the reader (one thread for every camera's channel) ----------------------------------
-    def _read(self) -> None:
+    def _read_loop(self) -> None:
         # At stop this keeps reading until every camera closed its channel (their final `end`
         # and `summary` events come last) or the stop budget is spent.
         while True:

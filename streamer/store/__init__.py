@@ -9,8 +9,11 @@ key; nothing else in the site changes (see the README, "Site: many cameras").
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
+
+from streamer.errors import ConfigError
 
 from streamer.store.sqlite import SqliteStore
 
@@ -29,4 +32,7 @@ def open_store(site: Any) -> SqliteStore:
     path = Path(site.store.path)
     keep = bool(getattr(getattr(site, "privacy", None), "keep_crops", False))
     bins = {name: cfg.counting.age_bins for name, cfg in dict(site.cameras).items()}
-    return SqliteStore(path, crops_dir_for(path) if keep else None, bins)
+    try:
+        return SqliteStore(path, crops_dir_for(path) if keep else None, bins)
+    except (OSError, sqlite3.Error) as e:
+        raise ConfigError(f"store.path: cannot open {path}: {getattr(e, 'strerror', None) or e}") from None
