@@ -27,7 +27,7 @@ from streamer.errors import StreamerError  # noqa: E402
 
 log = logging.getLogger("streamer")
 
-SUBCOMMANDS = ("stream", "batch", "serve", "bench", "models", "site")
+SUBCOMMANDS = ("stream", "batch", "serve", "bench", "models", "site", "config-schema")
 
 # flag -> config key; the README's option table is generated from the same mapping.
 STREAM_FLAGS = {
@@ -185,6 +185,17 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_schema(a: argparse.Namespace) -> int:
+    from streamer.config import schema
+
+    if a.write:
+        for p in schema.write():
+            print(f"wrote {p}")
+    else:
+        sys.stdout.write(schema.render("site" if a.site else "config"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
@@ -195,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("models", help="verify (or --fetch) the model files")
     m.add_argument("--fetch", action="store_true")
     m.add_argument("--models-dir")
-    handlers = {"stream": cmd_stream, "models": cmd_models}
+    cs = sub.add_parser("config-schema", help="print the JSON Schema of the config file")
+    cs.add_argument("--site", action="store_true", help="the multi-camera (cameras:) file's schema")
+    cs.add_argument("--write", action="store_true", help="regenerate schema/*.schema.json")
+    handlers = {"stream": cmd_stream, "models": cmd_models, "config-schema": cmd_config_schema}
     import importlib
 
     # Import only the chosen subcommand's module (Flask alone costs ~0.1 s of stream start-up);

@@ -181,3 +181,59 @@ def test_plain_load_refuses_a_site_file_with_a_pointer(tmp_path):
     f.write_text(SITE)
     with pytest.raises(ConfigError, match="^cameras: this is a site config"):
         config.load(f)
+
+
+# ---- JSON schema and README table, generated from the models --------------------------------
+
+FIX = "stale: run `python run.py config-schema --write` and commit the result"
+
+
+def test_schema_files_and_readme_table_are_fresh():
+    from streamer.config import schema
+
+    for which, path in schema.PATHS.items():
+        assert path.read_text() == schema.render(which), f"{path.name} {FIX}"
+    readme = schema.README.read_text()
+    assert readme == schema.readme_with_table(readme), f"README Configuration table {FIX}"
+
+
+def test_schema_accepts_the_default_file_and_refuses_what_the_models_refuse(tmp_path):
+    import json
+
+    import jsonschema
+    import yaml
+
+    from streamer.config import schema
+
+    one = json.loads(schema.PATHS["config"].read_text())
+    jsonschema.validate(yaml.safe_load(config.DEFAULT_PATH.read_text()), one)
+    for bad in ({"web": {"workers": 100000}}, {"camera": ".."}, {"detector": {"treshold": 1}},
+                {"source": {"read_timeout_s": 1e-9}}, {"mqtt": {"qos": 3}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, one)
+        with pytest.raises(ConfigError):
+            config.from_dict(bad)
+    site = json.loads(schema.PATHS["site"].read_text())
+    ok = {"detector": {"score_threshold": 0.7}, "store": {"retention_days": 7},
+          "cameras": {"door": {"source": {"uri": "rtsp://cam/x"}}, "desk": None}}
+    jsonschema.validate(ok, site)
+    for bad in ({"cameras": {"../x": {}}}, {"cameras": {"door": {"web": {"port": 1}}}},
+                {"detector": {}}, {"cameras": {"door": {"detector": {"score_threshold": 2}}}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, site)
+
+
+def test_readme_table_lists_every_key_with_its_default():
+    import dataclasses
+
+    from streamer.config import schema
+
+    table = schema.markdown_table()
+    c = config.Config()
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        keys = [f"{f.name}.{g.name}" for g in dataclasses.fields(value)] \
+            if dataclasses.is_dataclass(value) else [f.name]
+        for k in keys:
+            assert f"| `{k}` |" in table, k
+    assert "| `web.workers` | `0` | [0, 32] |" in table
