@@ -5,7 +5,8 @@ here), so it is tested against a fake and the site runner against a real server.
 site in this process every route is 404 ``no_site``.
 
     GET /api/cameras                      [CameraStatus.to_dict(), ...]
-    GET /api/events?camera=&type=&since=&until=&limit=     {"events": [...]}, newest first
+    GET /api/events?camera=&type=&since=&until=&limit=     {"events": [...], "crops": bool},
+                                          newest first
     GET /api/counts?camera=&line=&bucket=hour|day&since=&until=
                                           {"series": [{start, in, out, by_gender, by_age}]}
     GET /api/counts.csv                   the same series as CSV (one column per gender/age bin)
@@ -93,7 +94,9 @@ def register(app: Flask, st) -> None:
         typ = queries.event_type(a)
         since, until = queries.time_range(a)
         n = queries.limit(a)
-        return jsonify(events=s.store.events(camera=cam, type=typ, since=since, until=until, limit=n))
+        # crops: whether the page may ask for thumbnails (privacy.keep_crops)
+        return jsonify(events=s.store.events(camera=cam, type=typ, since=since, until=until, limit=n),
+                       crops=st.keep_crops)
 
     @app.get("/api/counts")
     def counts():
