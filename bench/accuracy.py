@@ -34,6 +34,17 @@ def _iou(a, b) -> float:
 MIN_GT_PX = 20  # faces narrower than this are scored apart (the detectors' stated floor)
 
 
+def _best_match(box, boxes: list, iou: float, taken: frozenset = frozenset()) -> int:
+    """Index of the box (not ``taken``) overlapping ``box`` most, with IoU >= ``iou``; -1."""
+    best, bi = iou, -1
+    for i, g in enumerate(boxes):
+        if i not in taken:
+            v = _iou(box, g)
+            if v >= best:
+                best, bi = v, i
+    return bi
+
+
 def match_image(dets: list[tuple], big: list, small: list, iou: float = 0.5):
     """Greedy VOC matching of one image's detections (``(score, box)``, any order).
 
@@ -44,21 +55,12 @@ def match_image(dets: list[tuple], big: list, small: list, iou: float = 0.5):
     """
     used_big, used_small, out = set(), set(), []
     for score, box in sorted(dets, key=lambda d: -d[0]):
-        best, bi = iou, -1
-        for i, g in enumerate(big):
-            if i not in used_big:
-                v = _iou(box, g)
-                if v >= best:
-                    best, bi = v, i
+        bi = _best_match(box, big, iou, used_big)
         if bi >= 0:
             used_big.add(bi)
             out.append((score, "tp"))
             continue
-        best, si = iou, -1
-        for i, g in enumerate(small):
-            v = _iou(box, g)
-            if v >= best:
-                best, si = v, i
+        si = _best_match(box, small, iou)  # small faces may be matched twice: never a TP
         if si >= 0:
             used_small.add(si)
             out.append((score, "ignore"))

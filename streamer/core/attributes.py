@@ -128,7 +128,7 @@ class AttributeEstimator:
 
 
 @dataclass
-class _TrackState:
+class _PersonAttributeState:
     age_sum: Optional[np.ndarray] = None  # quality-weighted sums of probabilities
     gender_sum: Optional[np.ndarray] = None
     weight: float = 0.0
@@ -163,7 +163,7 @@ class TrackAttributes:
     def __init__(self, nets: AttributeNets, cfg: AttributesConfig = AttributesConfig()):
         self.estimator = AttributeEstimator(nets, cfg)
         self.cfg = cfg
-        self._state: dict[int, _TrackState] = {}
+        self._state: dict[int, _PersonAttributeState] = {}
 
     @property
     def calls(self) -> int:
@@ -189,7 +189,7 @@ class TrackAttributes:
         cfg = self.cfg
         candidates: list[tuple[int, int, Track, bool]] = []  # (due since, id, track, regular)
         for t in tracks:
-            st = self._state.setdefault(t.id, _TrackState())
+            st = self._state.setdefault(t.id, _PersonAttributeState())
             if not t.confirmed or not t.detected:
                 if st.answer is None:
                     st.reason = "track not confirmed yet" if not t.confirmed else "face not detected in this frame"
@@ -209,7 +209,7 @@ class TrackAttributes:
                 candidates.append((frame_id, t.id, t, False))
         # Oldest due first; chips are cut only for the faces that get a slot this frame.
         candidates.sort(key=lambda c: (c[0], c[1]))
-        served: list[tuple[_TrackState, align.FaceChips]] = []
+        served: list[tuple[_PersonAttributeState, align.FaceChips]] = []
         for _, tid, t, regular in candidates:
             st = self._state[tid]
             if len(served) >= cfg.max_per_frame:
@@ -234,7 +234,7 @@ class TrackAttributes:
                 self._update(st, pa[k], pg[k], chips.quality.score, frame_id)
         return {t.id: self.current(t.id) for t in tracks}
 
-    def _update(self, st: _TrackState, pa: np.ndarray, pg: np.ndarray, w: float, frame_id: int) -> None:
+    def _update(self, st: _PersonAttributeState, pa: np.ndarray, pg: np.ndarray, w: float, frame_id: int) -> None:
         if st.age_sum is None:
             st.age_sum, st.gender_sum = np.zeros_like(pa, np.float64), np.zeros_like(pg, np.float64)
         st.age_sum += w * pa

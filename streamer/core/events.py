@@ -38,7 +38,11 @@ def attributes_payload(a: Optional[Attributes]) -> dict:
 
 
 @dataclass
-class _Life:
+class _TrackLifecycle:
+    """What the builder remembers of one track between frames: when it was first seen,
+    whether its ``start`` went out, the attributes last reported (a change is an ``update``)
+    and its last box and score (for the ``end`` event)."""
+
     first_ts: float
     first_frame: int
     started: bool = False
@@ -54,14 +58,14 @@ class EventBuilder:
         self.cfg = cfg
         self.run_id = run_id or secrets.token_hex(4)
         self._seq = itertools.count(1)
-        self._lives: dict[int, _Life] = {}
+        self._lifecycles: dict[int, _TrackLifecycle] = {}
         self._attrs: dict[int, Attributes] = {}
         self.people_started = 0  # confirmed tracks so far (faces seen)
 
     def make(self, type_: str, ts: float, frame_id: int, payload: dict) -> Event:
         return Event(type_, self.camera, ts, frame_id, payload, f"{self.run_id}-{next(self._seq):08d}")
 
-    def _person(self, tid: int, life: _Life, ts: float, box, score) -> dict:
+    def _person(self, tid: int, life: _TrackLifecycle, ts: float, box, score) -> dict:
         return {"track_id": tid, "box": [int(round(v)) for v in box], "score": round(score, 3),
                 **attributes_payload(self._attrs.get(tid)),
                 "first_seen": iso_ms(life.first_ts), "dwell_s": round(max(0.0, ts - life.first_ts), 3)}
@@ -80,9 +84,9 @@ class EventBuilder:
         alive = set()
         for t in (p.track for p in people):
             alive.add(t.id)
-            life = self._lives.get(t.id)
+            life = self._lifecycles.get(t.id)
             if life is None:
-                life = self._lives[t.id] = _Life(ts, frame_id)
+                life = self._lifecycles[t.id] = _TrackLifecycle(ts, frame_id)
             if t.detected:
                 life.last_box, life.last_score = t.box, t.score
             if not t.confirmed:
@@ -100,12 +104,12 @@ class EventBuilder:
                 life.reported = cur
                 life.last_update_ts = ts
                 out.append(self.make("update", ts, frame_id, self._person(t.id, life, ts, t.box, t.score)))
-        for tid in [i for i in self._lives if i not in alive]:
+        for tid in [i for i in self._lifecycles if i not in alive]:
             out.extend(self._end(tid, ts, frame_id))
         return out
 
     def _end(self, tid: int, ts: float, frame_id: int) -> list[Event]:
-        life = self._lives.pop(tid)
+        life = self._lifecycles.pop(tid)
         ev = []
         if life.started:
             ev.append(self.make("end", ts, frame_id,
@@ -116,6 +120,6 @@ class EventBuilder:
     def end_all(self, ts: float, frame_id: int) -> list[Event]:
         """End every live track (scene cut, outage, shutdown)."""
         out = []
-        for tid in list(self._lives):
+        for tid in list(self._lifecycles):
             out.extend(self._end(tid, ts, frame_id))
         return out

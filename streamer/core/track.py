@@ -61,8 +61,9 @@ _STD_VEL = 1 / 40
 _FORBIDDEN = 1e6  # assignment cost of a pair that must not match
 
 
-class _Live:
-    """Mutable state of one track; only the tracker touches it."""
+class _KalmanTrack:
+    """One track inside the tracker: its Kalman state (``mean``, ``cov``) and hit/miss counts;
+    mutable, only the tracker touches it (``Track`` is the frozen view that leaves it)."""
 
     __slots__ = ("id", "mean", "cov", "score", "hits", "misses", "first_frame", "last_frame",
                  "confirmed", "box", "landmarks")
@@ -121,7 +122,7 @@ class Tracker:
         self.high_score = high_score
         self.max_size_ratio = max_size_ratio
         self.max_center_dist = max_center_dist
-        self._tracks: list[_Live] = []
+        self._tracks: list[_KalmanTrack] = []
         self._next_id = 1
         self._last_frame: Optional[int] = None
 
@@ -192,7 +193,7 @@ class Tracker:
                 t.mean[6:] = 0.0  # coast at constant size: a guessed zoom compounds quickly
             survivors.append(t)
         for d in free_strong:
-            survivors.append(_Live(self._next_id, d, frame_id, self.min_hits <= 1))
+            survivors.append(_KalmanTrack(self._next_id, d, frame_id, self.min_hits <= 1))
             self._next_id += 1
         self._tracks = survivors
         return [Track(t.id, t.box, t.score, t.confirmed, t.hits, t.misses, t.first_frame,
@@ -260,7 +261,7 @@ def _z_to_xyxy(z: np.ndarray) -> np.ndarray:
     return np.array([z[0] - z[2] / 2, z[1] - z[3] / 2, z[0] + z[2] / 2, z[1] + z[3] / 2])
 
 
-def _predict(tracks: list[_Live], dt: int) -> None:
+def _predict(tracks: list[_KalmanTrack], dt: int) -> None:
     mean = np.stack([t.mean for t in tracks])
     cov = np.stack([t.cov for t in tracks])
     f = np.eye(8)
@@ -276,7 +277,7 @@ def _predict(tracks: list[_Live], dt: int) -> None:
         t.mean, t.cov = m, c
 
 
-def _correct(tracks: list[_Live], boxes: list[Box]) -> None:
+def _correct(tracks: list[_KalmanTrack], boxes: list[Box]) -> None:
     mean = np.stack([t.mean for t in tracks])
     cov = np.stack([t.cov for t in tracks])
     z = np.array([_xyxy_to_z(np.asarray(b, dtype=np.float64)) for b in boxes])

@@ -136,29 +136,12 @@ class Pipeline:
             self._spawn(name)
 
     # ---- the capture stage's counters, read by summary, /metrics, /health, the site heartbeat
-    @property
-    def frames_in(self) -> int:
-        return self.capture.frames_in
-
-    @property
-    def decode_errors(self) -> int:
-        return self.capture.decode_errors
-
-    @property
-    def reconnects(self) -> int:
-        return self.capture.reconnects
-
-    @property
-    def hung_calls(self) -> int:
-        return self.capture.hung_calls
-
-    @property
-    def source_up(self) -> bool:
-        return self.capture.source_up
-
-    @property
-    def outages(self) -> int:
-        return self.capture.outages
+    frames_in = property(lambda self: self.capture.frames_in)
+    decode_errors = property(lambda self: self.capture.decode_errors)
+    reconnects = property(lambda self: self.capture.reconnects)
+    hung_calls = property(lambda self: self.capture.hung_calls)
+    source_up = property(lambda self: self.capture.source_up)
+    outages = property(lambda self: self.capture.outages)
 
     # ---- inference -----------------------------------------------------------------------
     def _emit(self, events) -> None:
