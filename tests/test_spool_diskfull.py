@@ -264,6 +264,7 @@ def test_run_py_with_a_full_spool_disk_and_a_broker_down_loses_nothing(small_fs,
     assert "Traceback" not in a.stderr()
     ids_a = [e["id"] for e in a.events()]
     assert a.summary()["mqtt_unsent"] == len(ids_a) > 0  # all kept for the next run, none lost
+    assert a.summary()["mqtt_dropped"] == 0
     assert f"mqtt_unsent: {len(ids_a)}" in a.stdout()
 
     broker.start()
@@ -279,6 +280,7 @@ def test_run_py_with_a_full_spool_disk_and_a_broker_down_loses_nothing(small_fs,
         assert b.proc.returncode == 0, b.stderr()[-3000:]
         ids_b = [e["id"] for e in b.events()]
         assert b.summary()["mqtt_unsent"] == 0 and "mqtt_unsent: 0" in b.stdout()
+        assert b.summary()["mqtt_dropped"] == 0
         sub.wait(lambda s: set(ids_b) <= set(s.event_ids(topic)), HANG_S, "the second run's events")
         got = assert_all_parse(sub, topic)
         assert dedupe(got) == ids_a + ids_b
