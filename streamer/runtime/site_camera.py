@@ -58,7 +58,8 @@ def _heartbeat(pipeline, outbox, faces_enabled: bool, stop: threading.Event) -> 
             "pid": os.getpid(), "fps": st.fps, "last_frame_age_s": age,
             "source_up": bool(pipeline.source_up), "counts": dict(st.counts or {}),
             "faces": st.faces, "tracks": st.tracks, "events_lost": outbox.events_lost,
-            "mqtt": mqtt, "stats": pipeline.summary(), "sent_at": time.time(),
+            "mqtt": mqtt, "stats": {**pipeline.summary(), "site_events_lost": outbox.events_lost},
+            "sent_at": time.time(),
         })
 
 
