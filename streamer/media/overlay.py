@@ -29,12 +29,13 @@ def _label(a: Optional[Attributes]) -> str:
     return f"{g} {a.gender_confidence:.0%} {a.age:.0f}y ({a.age_low:.0f}-{a.age_high:.0f})"
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color) -> None:
-    (w, h), base = cv2.getTextSize(text, FONT, scale, 1)
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color,
+          weight: int = 1) -> None:
+    (w, h), base = cv2.getTextSize(text, FONT, scale, weight)
     x, y = org
     y = max(h + 2, y)
     cv2.rectangle(img, (x, y - h - 3), (x + w + 2, y + base - 1), TEXT_BG, -1)
-    cv2.putText(img, text, (x + 1, y - 1), FONT, scale, color, 1, cv2.LINE_AA)
+    cv2.putText(img, text, (x + 1, y - 1), FONT, scale, color, weight, cv2.LINE_AA)
 
 
 def _scale(img: np.ndarray) -> tuple[float, int]:
@@ -42,11 +43,11 @@ def _scale(img: np.ndarray) -> tuple[float, int]:
     return s, max(1, round(img.shape[1] / 640))
 
 
-def draw_box(img, box, color, label: str, thick: int, scale: float) -> None:
+def draw_box(img, box, color, label: str, thick: int, scale: float, weight: int = 1) -> None:
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     cv2.rectangle(img, (x1, y1), (x2, y2), color, thick)
     if label:
-        _text(img, label, (x1, y1 - 2), scale, color)
+        _text(img, label, (x1, y1 - 2), scale, color, weight)
 
 
 def draw(img: np.ndarray, people: Iterable[Person], stats: Optional[Stats] = None,
@@ -75,9 +76,17 @@ def draw(img: np.ndarray, people: Iterable[Person], stats: Optional[Stats] = Non
     return img
 
 
-def draw_faces(img: np.ndarray, faces: Iterable[FaceResult]) -> np.ndarray:
-    """Annotate a single analysed image (web API, batch)."""
+def draw_faces(img: np.ndarray, faces: Iterable[FaceResult],
+               view_width: Optional[int] = None) -> np.ndarray:
+    """Annotate a single analysed image (web API, batch); faces numbered in the order given.
+
+    ``view_width``: the width (px) the picture will be shown at (the web page says); text,
+    stroke and lines then scale with the image so a label stays ~13 px tall there."""
     scale, thick = _scale(img)
+    weight = 1
+    if view_width:
+        k = img.shape[1] / view_width  # image pixels per shown pixel
+        scale, thick, weight = max(0.4, 0.6 * k), max(1, round(1.5 * k)), max(1, round(1.5 * k))
     for i, f in enumerate(faces):
-        draw_box(img, f.box, BOX, f"{i} {_label(f.attributes)}".strip(), thick + 1, scale)
+        draw_box(img, f.box, BOX, f"{i} {_label(f.attributes)}".strip(), thick + 1, scale, weight)
     return img
