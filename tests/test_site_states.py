@@ -226,3 +226,23 @@ def test_unreachable_broker_makes_site_unhealthy(tmp_path, started):
     assert any(r.startswith("camera cam: MQTT not connected") for r in reasons), reasons
     # Events are spooled, not lost: the backlog grows while the broker is away.
     _wait(lambda: (_status(site, "cam").mqtt or {}).get("unsent", 0) > 0, 60, "a spool backlog")
+
+
+def test_credentials_never_shown_for_a_camera_that_cannot_connect(tmp_path, started, caplog):
+    import socket
+
+    caplog.set_level(logging.INFO)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"rtsp://admin:s3cr3tpw@127.0.0.1:{port}/stream1"
+    site, _ = _site(tmp_path, {"gate": {"source": {"uri": uri, "open_timeout_s": 3.0}}})
+    started(site)
+    st = _wait(lambda: (c := _status(site, "gate")).status == "down" and c.reason and c, 90,
+               "the unreachable camera down")
+    assert "s3cr3tpw" not in st.reason and "s3cr3tpw" not in st.source
+    assert st.source == f"rtsp://***@127.0.0.1:{port}/stream1"
+    _wait(lambda: _status(site, "gate").restarts >= 2, 60, "a retry")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "camera gate:" in text and "s3cr3tpw" not in text
+    assert "s3cr3tpw" not in "\n".join(site.health()[1])
