@@ -198,3 +198,22 @@ def test_a_small_shared_anchor_is_fine(tmp_path):
                         "  zones: []\n")
     c = config.load(f)
     assert c.counting.lines[0].name == "door"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("uri, needle", [
+    ("ftp://example.com/x.mp4", "unsupported scheme 'ftp'"),
+    ("rtsp:///nohost", "the rtsp URL has no host"),
+    ("rtsp://admin:hunter2@/x", "has no host"),  # the password is masked in the message
+    ("http://", "the http URL has no host"),
+])
+def test_bad_source_urls_are_refused_at_load_naming_the_key(tmp_path, uri, needle):
+    f = write(tmp_path, f"source: {{uri: '{uri}'}}\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(f)
+    assert_one_line(str(e.value), "source.uri:")
+    assert needle in str(e.value)
+    site = write(tmp_path, f"cameras:\n  door:\n    source: {{uri: '{uri}'}}\n")
+    with pytest.raises(ConfigError) as e:
+        config.load_site(site)
+    assert_one_line(str(e.value), "cameras.door.source.uri:")

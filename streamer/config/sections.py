@@ -23,9 +23,31 @@ from streamer.config.fields import (Bool, Float, Int, NonEmpty, OptPath, OptText
 DAY_S = 86400.0
 
 
+SOURCE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "file")
+
+
+def _source_uri(v: str) -> str:
+    # The same rules as media/sources.open_source, checked at load so a typo in a site file's
+    # camera is named with its key before any camera starts.
+    if "://" not in v:
+        return v  # a file, a folder or a webcam index
+    scheme = v.split("://", 1)[0].lower()
+    if scheme not in SOURCE_SCHEMES:
+        raise ValueError(f"unsupported scheme {scheme[:20]!r} (use rtsp, rtmp, http or https, a "
+                         "file, a folder or a webcam index)")
+    if scheme != "file":
+        try:
+            host = urlsplit(v).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise ValueError(f"the {scheme} URL has no host")
+    return v
+
+
 @section("source")
 class SourceConfig:
-    uri: NonEmpty = "0"  # webcam index, file, folder, rtsp://, http(s)://
+    uri: Annotated[NonEmpty, AfterValidator(_source_uri)] = "0"  # webcam index, file, folder, rtsp://, http(s)://
     realtime: Bool = False  # pace a file at its own fps (drops like a camera when late)
     loop: Bool = False  # replay a file forever (soak tests)
     queue_size: Int(1, 1024) = 4  # frames between capture and inference
