@@ -54,7 +54,37 @@ def discover(root: Path, recursive: bool) -> list[Item]:
                 items.append(Item(rel, src=e.path))
 
     walk(str(root), "")
+    if not items:
+        _explain_no_images(root, recursive)
     return items
+
+
+def _explain_no_images(root: Path, recursive: bool) -> None:
+    """Nothing to read: raise the one line that says why (exit 1), instead of a quiet
+    "0 images" run; when the images sit in subfolders, say how many and that --recursive
+    reads them. The count stops at COUNT_CAP so a huge tree costs a bounded walk."""
+    from streamer.errors import StreamerError
+
+    below = 0 if recursive else _count_images_below(root)
+    if below:
+        more = "+" if below >= COUNT_CAP else ""
+        raise StreamerError(f"--input {root}: no images at its top level, but {below}{more} in "
+                            f"subfolders below it; add --recursive to read them")
+    exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+    where = "in it or its subfolders" if recursive else "in it"
+    raise StreamerError(f"--input {root}: no images {where} (looked for {exts})")
+
+
+COUNT_CAP = 100_000
+
+
+def _count_images_below(root: Path) -> int:
+    n = 0
+    for _dir, _subdirs, files in os.walk(root):  # symlinked folders are not followed
+        n += sum(1 for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+        if n >= COUNT_CAP:
+            break
+    return n
 
 
 def _symlink_item(e: os.DirEntry, rel: str, root_real: str, recursive: bool,
