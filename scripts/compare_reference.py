@@ -105,7 +105,8 @@ def run_ours(paths: list[Path]) -> list[dict]:
     from streamer.core.detect import confident
     cfg = config.load()
     detector = detect.build(cfg.detector)
-    est = attributes.AttributeEstimator(attributes.build_nets(cfg.attributes), cfg.attributes)
+    est = attributes.AttributeEstimator(attributes.build_nets(cfg.attributes), cfg.attributes,
+                                         detector_kind=cfg.detector.kind)
     out = []
     for p in paths:
         img = cv2.imread(str(p))

@@ -82,8 +82,10 @@ class FakeNets:
 
 
 def make(cfg=None, **kw):
+    """Fake nets and the track policy with the identity calibration: these tests are about
+    averaging probabilities (test_calibration.py covers the calibrated answer)."""
     nets = FakeNets(**kw)
-    return nets, TrackAttributes(nets, cfg or AttributesConfig())
+    return nets, TrackAttributes(nets, cfg or AttributesConfig(), calibration=attributes.IDENTITY)
 
 
 # ---- align ----------------------------------------------------------------------------------
@@ -442,7 +444,8 @@ def test_dlib_nets_one_forward_per_net_per_frame():
     out = ta.estimate(img, tracks, 0)
     assert (age.forwards, gender.forwards) == (1, 1) and age.batches == [10] and gender.batches == [10]
     assert all(out[i].gender in ("male", "female") for i in range(5))
-    assert all(0 <= out[i].age <= 80 for i in range(5))
+    # The net's classes stop at 80; the dev-fitted age map may answer beyond (dev ages reach 110).
+    assert all(0 <= out[i].age <= 110 for i in range(5))
 
 
 @pytest.mark.models

@@ -115,6 +115,7 @@ class AttributesConfig:
     flip_average: Bool = True  # average each chip with its mirror image
     max_per_frame: Int(1, 1024) = 16  # cap on faces classified in one frame (bounds worst-case cost)
     age_calibration: Bool = True  # map the net's age through the dev-fitted monotone map (calibration.json)
+    age_calibration: Bool = True  # map the net's age through the dev-fitted monotone map (calibration.json)
 
 
 @section("events")

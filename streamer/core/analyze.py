@@ -35,7 +35,8 @@ class Analyzer:
         self.detector = detector or app.build_detector(cfg)
         self.estimator = estimator
         if self.estimator is None and cfg.attributes.enabled:
-            self.estimator = attributes.AttributeEstimator(app.build_attribute_nets(cfg), cfg.attributes)
+            self.estimator = attributes.AttributeEstimator(app.build_attribute_nets(cfg), cfg.attributes,
+                                                            detector_kind=cfg.detector.kind)
 
     def analyze(self, image: np.ndarray, conf: Optional[float] = None) -> Analysis:
         t0 = time.perf_counter()

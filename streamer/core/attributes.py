@@ -14,8 +14,11 @@ Three layers, each usable alone:
 
 The answer per face is always derived from averaged probabilities, never from averaged labels
 or ages: the gender is the argmax of the mean distribution, the age its expected value, the
-range its 10th-90th percentile (nominal 80%), and ``age_confidence`` the probability mass
-within 5 years of the estimate.
+range two of its quantiles, and ``age_confidence`` the probability mass within 5 years of the
+expected value. The raw numbers then go through the dev-fitted ``calibration.Calibration``
+of the detector that placed the chips: a monotone age map (``attributes.age_calibration``),
+an age range widened by split conformal so that "80%" holds about 80% of the time, and a
+temperature on the gender probability; the shown gender confidence never exceeds 99%.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from streamer.core import align
+from streamer.core import align, calibration
+from streamer.core.calibration import MAX_CONFIDENCE, Calibration
 from streamer.config import AttributesConfig
 from streamer.types import Attributes, Box, Detection, Point, Track
 # The nets live in attribute_nets.py; their names stay importable from here.
@@ -34,21 +38,41 @@ from streamer.core.attribute_nets import (  # noqa: E402,F401
     AGE_ONNX, GENDER_ONNX, LH_FILES, DLIB_AGES, LH_AGES, AgeScale, AttributeNets, DlibNets,
     LeviHassnerNets, build_nets)
 
-RANGE_QUANTILES = (0.1, 0.9)
+RANGE_QUANTILES = (0.1, 0.9)  # the raw (uncalibrated) range: the net's 10th-90th percentile
 CONFIDENCE_YEARS = 5.0
+IDENTITY = Calibration()  # raw nets: the reference for tests and "without calibration" figures
 
 
-def summarize(age_p: np.ndarray, gender_p: np.ndarray, ages: AgeScale, samples: int) -> Attributes:
-    """Attributes from (averaged) probabilities."""
-    male = float(gender_p[1]) > float(gender_p[0])
-    age = ages.expected(age_p)
-    lo, hi = (ages.quantile(q, age_p) for q in RANGE_QUANTILES)
-    conf = ages.cdf(age + CONFIDENCE_YEARS, age_p) - ages.cdf(age - CONFIDENCE_YEARS, age_p)
+def summarize(age_p: np.ndarray, gender_p: np.ndarray, ages: AgeScale, samples: int,
+              cal: Calibration = IDENTITY) -> Attributes:
+    """Attributes from (averaged) probabilities, through ``cal``."""
+    gender_p = np.asarray(gender_p, np.float64)
+    p_male = cal.p_male(float(gender_p[1]) / max(float(gender_p.sum()), 1e-12))
+    raw_age = ages.expected(age_p)
+    age = cal.age(raw_age)
+    lo, hi = cal.age_range(*(ages.quantile(q, age_p) for q in cal.quantiles))
+    lo, hi = min(lo, age), max(hi, age)
+    conf = ages.cdf(raw_age + CONFIDENCE_YEARS, age_p) - ages.cdf(raw_age - CONFIDENCE_YEARS, age_p)
     return Attributes(
-        gender="male" if male else "female",
-        gender_confidence=round(float(max(gender_p[0], gender_p[1])), 4),
+        gender="male" if p_male > 0.5 else "female",
+        gender_confidence=round(min(max(p_male, 1 - p_male), MAX_CONFIDENCE), 4),
         age=round(age, 1), age_low=round(lo, 1), age_high=round(hi, 1),
         age_confidence=round(conf, 4), samples=samples)
+
+
+def defaults_for(nets: AttributeNets, cfg: AttributesConfig,
+                 detector_kind: str = "yunet") -> tuple[align.ChipSpec, Calibration]:
+    """The chips and calibration measured for these nets with ``detector_kind``'s landmarks.
+
+    Only the dlib nets were measured (the shipped file says on what); other model sets get
+    dlib-exact chips and the identity calibration (still capped at 99%).
+    """
+    if nets.ages is not DLIB_AGES:
+        return align.ChipSpec.dlib_exact(), IDENTITY
+    cal = calibration.load(detector_kind, cfg.age_calibration)
+    opts = calibration.chip_options(detector_kind)
+    tpl = align.TEMPLATES.get(detector_kind, align.TEMPLATE)
+    return align.ChipSpec(tpl, **opts), cal
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,11 +93,19 @@ class AttributeEstimator:
     too and bought nothing significant for 3-7x the cost, so there are none.
     """
 
-    def __init__(self, nets: AttributeNets, cfg: AttributesConfig = AttributesConfig()):
+    def __init__(self, nets: AttributeNets, cfg: AttributesConfig = AttributesConfig(), *,
+                 detector_kind: str = "yunet", chips: Optional[align.ChipSpec] = None,
+                 calibration: Optional[Calibration] = None):
         self.nets = nets
         self.cfg = cfg
+        spec, cal = defaults_for(nets, cfg, detector_kind)
+        self.chips = chips or spec
+        self.calibration = calibration or cal
         self.faces_classified = 0  # faces sent through the nets (a flipped copy is not a face)
         self.forward_calls = 0  # batched calls of nets.forward
+        # (age, gender) probabilities of the last ``probabilities`` call, flip-averaged and
+        # before calibration: what scripts/fit_calibration.py and the bench fit and score.
+        self.last_probabilities: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 0)), np.zeros((0, 2)))
 
     @property
     def calls(self) -> int:
@@ -86,7 +118,8 @@ class AttributeEstimator:
         width = float(box[2] - box[0])
         if width < self.cfg.min_face_px:
             return _Judged(None, f"face too small ({width:.0f} px < {self.cfg.min_face_px} px)")
-        chips = align.face_chips(image, box, landmarks, self.nets.chip_sizes, self.nets.chip_padding)
+        chips = align.face_chips(image, box, landmarks, self.nets.chip_sizes, self.nets.chip_padding,
+                                 self.chips)
         if chips.quality.sharpness < self.cfg.min_sharpness:
             return _Judged(chips, f"face too blurred or dark (sharpness {chips.quality.sharpness:.1f}"
                                   f" < {self.cfg.min_sharpness:g})")
@@ -108,6 +141,7 @@ class AttributeEstimator:
         self.faces_classified += n
         if self.cfg.flip_average:
             pa, pg = (pa[:n] + pa[n:]) / 2, (pg[:n] + pg[n:]) / 2
+        self.last_probabilities = (pa, pg)
         return pa, pg
 
     # -- single image ---------------------------------------------------------------------
@@ -122,7 +156,7 @@ class AttributeEstimator:
             if j.reason is not None:
                 out.append(Attributes(reason=j.reason))
             else:
-                out.append(summarize(pa[k], pg[k], self.nets.ages, 1))
+                out.append(summarize(pa[k], pg[k], self.nets.ages, 1, self.calibration))
                 k += 1
         return out
 
@@ -160,8 +194,11 @@ class TrackAttributes:
     a track ends.
     """
 
-    def __init__(self, nets: AttributeNets, cfg: AttributesConfig = AttributesConfig()):
-        self.estimator = AttributeEstimator(nets, cfg)
+    def __init__(self, nets: AttributeNets, cfg: AttributesConfig = AttributesConfig(), *,
+                 detector_kind: str = "yunet", chips: Optional[align.ChipSpec] = None,
+                 calibration: Optional[Calibration] = None):
+        self.estimator = AttributeEstimator(nets, cfg, detector_kind=detector_kind, chips=chips,
+                                            calibration=calibration)
         self.cfg = cfg
         self._state: dict[int, _PersonAttributeState] = {}
 
@@ -204,7 +241,8 @@ class TrackAttributes:
                 continue
             # Size and pose bound the quality before any pixel is read (sharpness caps at 1):
             # most frames of a known track end here without cutting a chip.
-            bound = align.quality(t.box[2] - t.box[0], float("inf"), align.frontalness(t.landmarks)).score
+            bound = align.quality(t.box[2] - t.box[0], float("inf"),
+                                  align.frontalness(t.landmarks, self.estimator.chips.template)).score
             if bound > st.best_quality * cfg.better_view_ratio:
                 candidates.append((frame_id, t.id, t, False))
         # Oldest due first; chips are cut only for the faces that get a slot this frame.
@@ -246,9 +284,10 @@ class TrackAttributes:
         st.due_since = None
         st.reason = None
         st.answer = summarize(st.age_sum / st.weight, st.gender_sum / st.weight,
-                              self.estimator.nets.ages, st.samples)
+                              self.estimator.nets.ages, st.samples, self.estimator.calibration)
 
 
-def build(cfg: AttributesConfig, models_dir: Optional[Path] = None) -> TrackAttributes:
-    """The stream path with the configured nets."""
-    return TrackAttributes(build_nets(cfg, models_dir), cfg)
+def build(cfg: AttributesConfig, models_dir: Optional[Path] = None,
+          detector_kind: str = "yunet") -> TrackAttributes:
+    """The stream path with the configured nets, chips and calibration for ``detector_kind``."""
+    return TrackAttributes(build_nets(cfg, models_dir), cfg, detector_kind=detector_kind)

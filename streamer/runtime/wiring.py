@@ -50,7 +50,8 @@ def build_processor(cfg: Config, detector=None, nets=None) -> Processor:
     attrs = None
     if cfg.attributes.enabled:
         from streamer.core import attributes
-        attrs = attributes.TrackAttributes(nets or build_attribute_nets(cfg), cfg.attributes)
+        attrs = attributes.TrackAttributes(nets or build_attribute_nets(cfg), cfg.attributes,
+                                            detector_kind=cfg.detector.kind)
     cut = scenecut.SceneCutDetector(cfg.tracker.scene_cut_threshold) if cfg.tracker.scene_cut_threshold > 0 else None
     events = EventBuilder(cfg.camera, cfg.events)
     counter = None
