@@ -228,6 +228,60 @@ def test_decoder_receives_configured_limits():
     assert seen == {"max_side": 1234, "max_pixels": 5_000_000}
 
 
+class RightToLeft:
+    """Faces in the order a detector may give them: right to left."""
+
+    def analyze(self, image, conf=None):
+        h, w = image.shape[:2]
+        a = Attributes("male", 0.8, 40.0, 35.0, 45.0, 0.4, 1)
+        faces = tuple(FaceResult((w * x, h * 0.4, w * x + w * 0.1, h * 0.6), 0.9, a) for x in (0.8, 0.5, 0.1))
+        return Analysis(faces, {"detect": 0.1, "attributes": 0.1})
+
+
+def test_faces_are_numbered_left_to_right_in_json_and_image():
+    c = make_app(analyzer=RightToLeft()).test_client()
+    img = np.full((300, 1000, 3), 118, np.uint8)
+    r = c.post("/analyze", data=encode(img, ".png"), content_type="image/png")
+    xs = [f["box"][0] for f in r.json["faces"]]
+    assert xs == [100, 500, 800]
+    out = cv2.imdecode(np.frombuffer(base64.b64decode(r.json["image"]), np.uint8), cv2.IMREAD_COLOR)
+    # the annotated image is the overlay drawn with the faces in left-to-right order (0 leftmost)
+    from streamer.media.overlay import draw_faces
+    ref = np.full((300, 1000, 3), 118, np.uint8)
+    draw_faces(ref, RightToLeft().analyze(ref).faces[::-1])  # drawn in left-to-right order
+    diff = np.abs(out.astype(int) - ref.astype(int)).mean()
+    assert diff < 3, diff  # the image was drawn with the same left-to-right numbering
+
+
+def _label_band_px(jpeg: bytes, box) -> int:
+    """Height of the black label background just above ``box`` in the decoded image."""
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    x1, y1 = int(box[0]), int(box[1])
+    rows = np.where(img[:y1, x1 + 2:x1 + 40].min(axis=(1, 2)) < 30)[0]  # black pixels: the label
+    assert len(rows), "no label above the box"
+    return int(rows.max() - rows.min() + 1)
+
+
+def test_labels_scale_with_the_width_the_page_shows():
+    c = make_app().test_client()
+    big = encode(np.full((1500, 3000, 3), 118, np.uint8))
+    plain = c.post("/analyze", data=big, content_type="image/jpeg").json
+    sized = c.post("/analyze?view_width=600", data=big, content_type="image/jpeg").json
+    k = 3000 / 600
+    band_plain = _label_band_px(base64.b64decode(plain["image"]), plain["faces"][0]["box"])
+    band_sized = _label_band_px(base64.b64decode(sized["image"]), sized["faces"][0]["box"])
+    assert band_sized / k >= 12, band_sized / k  # >= 12 px tall where the page shows it
+    assert band_sized > band_plain
+    assert sized["faces"] == plain["faces"]  # only the drawing changes
+
+
+@pytest.mark.parametrize("v", ["abc", "10", "100000", "-600", "6e2"])
+def test_bad_view_width_is_400_naming_it(client, v):
+    r = client.post(f"/analyze?view_width={v}", data=encode(np.zeros((9, 9, 3), np.uint8)),
+                    content_type="image/jpeg")
+    assert r.status_code == 400 and r.json["code"] == "bad_param" and r.json["param"] == "view_width"
+
+
 # ---- auth ------------------------------------------------------------------------------
 
 # With the token, each route answers what it answers without auth: an empty POST /analyze is

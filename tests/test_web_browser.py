@@ -47,7 +47,8 @@ def test_upload_real_face_photo_shows_it_in_the_table(browser, tmp_path):
             browser.js("return document.getElementById('analyze-status').textContent")
         rows = _face_table(browser)
         assert len(rows) == 1, rows
-        idx, gender, conf, age, rng, box, score = rows[0]
+        idx, gender, conf, age, rng, box, score, note = rows[0]
+        assert idx == "0" and note == ""  # known face: no note
         assert gender in ("male", "female")
         assert conf.endswith("%") and 50 <= int(conf[:-1]) <= 100
         assert 1 <= float(age) <= 100 and "-" in rng
@@ -133,3 +134,42 @@ def test_live_panel_with_a_real_pipeline(browser):
         runner.join(10)
         server.shutdown()
 
+
+
+class SideBySideAnalyzer:
+    """Three faces returned right to left (as a detector may order them); the middle one's
+    attributes unknown, with the reason."""
+
+    def analyze(self, image, conf=None):
+        from streamer.core.analyze import Analysis
+        from streamer.types import Attributes, FaceResult
+
+        h, w = image.shape[:2]
+        known = Attributes("female", 0.91, 31.2, 25.0, 38.0, 0.4, 1)
+        unknown = Attributes(None, None, None, None, None, None, 0, "face too small (18 px < 24 px)")
+        boxes = [(0.7, known), (0.4, unknown), (0.1, known)]
+        faces = tuple(FaceResult((w * x, h * 0.3, w * x + w * 0.15, h * 0.6), 0.9, a) for x, a in boxes)
+        return Analysis(faces, {"detect": 0.1, "attributes": 0.1})
+
+
+def test_result_numbers_faces_left_to_right_explains_unknown_and_downloads(browser, tmp_path):
+    photo = tmp_path / "group.jpg"
+    photo.write_bytes(encode(np.full((900, 2400, 3), 118, np.uint8)))
+    with running_server(make_app(analyzer=SideBySideAnalyzer(), decode=real_decode())) as srv:
+        browser.get(srv.url + "/")
+        browser.send_file("#file", photo)
+        assert wait_for(browser, "document.body.dataset.analyze === 'done'", 30)
+        rows = _face_table(browser)
+        assert [r[0] for r in rows] == ["0", "1", "2"]
+        xs = [int(r[5].split(",")[0]) for r in rows]
+        assert xs == sorted(xs) and xs[0] == 240  # left to right
+        assert rows[1][1] == "unknown" and rows[1][7] == "unknown: face too small (18 px < 24 px)"
+        assert rows[0][7] == "" and rows[2][7] == ""
+        dl = browser.js("const a = document.getElementById('result-download');"
+                        "return [a.hidden, a.download, a.href.slice(0, 23), a.href.length]")
+        assert dl[0] is False and dl[1] == "annotated-group.jpg"
+        assert dl[2] == "data:image/jpeg;base64," and dl[3] > 1000
+        # the labels were sized for the width the page shows the image at
+        shown = browser.js("return document.getElementById('result-img').clientWidth")
+        assert 0 < shown < 2400
+        browser.screenshot(ARTIFACTS / "web_result_numbered.png")

@@ -1,7 +1,9 @@
 """``POST /analyze``: one uploaded photo through the single-image path (``core.analyze``).
 
 Body: JSON ``{"image": "<base64>", "filename": "..."}``, a multipart upload (field ``image`` or
-``file``) or a raw image/* body; ``?annotate=0`` leaves out the annotated JPEG. Answer:
+``file``) or a raw image/* body; ``?annotate=0`` leaves out the annotated JPEG;
+``?view_width=N`` (64..8192, the page sends its figure's width in device pixels) sizes the
+labels to be readable when the image is shown N pixels wide. Answer:
 ``{"faces": [...], "width", "height", "image" (base64 JPEG), "timing_ms"}`` with the faces
 numbered left to right (list index = the number drawn on the image).
 
@@ -17,7 +19,7 @@ import base64
 import logging
 import time
 
-from flask import Flask, g, jsonify
+from flask import Flask, g, jsonify, request
 
 from streamer.core.events import attributes_payload
 from streamer.errors import ImageError
@@ -39,6 +41,20 @@ def face_json(f: FaceResult) -> dict:
             "attributes_reason": p["attributes_reason"]}
 
 
+def _view_width():
+    v = request.args.get("view_width")
+    if v is None or v == "":
+        return None
+    try:
+        n = int(v)
+    except ValueError:
+        n = -1
+    if not 64 <= n <= 8192:
+        raise ApiError(400, "bad_param", f"view_width: expected an integer 64..8192 (pixels), "
+                                         f"got {v[:20]!r}", param="view_width")
+    return n
+
+
 def register(app: Flask, st) -> None:
     cfg = st.cfg
 
@@ -46,14 +62,15 @@ def register(app: Flask, st) -> None:
     def analyze():
         st.metrics.analyze_requests.inc()
         annotate = flag("annotate", True)
+        view_width = _view_width()
         if not st.in_flight.acquire(timeout=POOL_WAIT_S):
             raise ApiError(503, "busy", "too many requests in flight; retry later")
         try:
-            return _analyze(annotate)
+            return _analyze(annotate, view_width)
         finally:
             st.in_flight.release()
 
-    def _analyze(annotate: bool):
+    def _analyze(annotate: bool, view_width):
         t0 = time.perf_counter()
         data, _name = read_upload()
         if not data:
@@ -70,7 +87,7 @@ def register(app: Flask, st) -> None:
             raise ApiError(400, "undecodable", f"image could not be decoded ({type(e).__name__})") from None
         del data
         t2 = time.perf_counter()
-        done = st.pool.run(image, cfg.web.jpeg_quality if annotate else None)
+        done = st.pool.run(image, cfg.web.jpeg_quality if annotate else None, view_width=view_width)
         faces = [face_json(f) for f in done.analysis.faces]
         out = {"faces": faces, "width": int(image.shape[1]), "height": int(image.shape[0])}
         if done.jpeg is not None:

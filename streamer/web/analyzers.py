@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout, wait
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Optional, Union
 
 import cv2
 import numpy as np
@@ -109,12 +109,12 @@ class AnalyzerPool:
         return a
 
     def run(self, image: np.ndarray, jpeg_quality: Optional[int], timeout: float = POOL_WAIT_S,
-            number: bool = True) -> Outcome:
+            view_width: Optional[int] = None) -> Outcome:
         """Analyse ``image`` (and annotate + encode it when ``jpeg_quality`` is given) on a
-        worker; 503 ``busy`` if no worker got to it within ``timeout`` seconds. ``number``
-        draws each face's index (left to right) on the annotated image."""
+        worker; 503 ``busy`` if no worker got to it within ``timeout`` seconds. ``view_width``:
+        the width the page shows the image at (labels are sized to be readable there)."""
         try:
-            fut = self._executor.submit(self._process, image, jpeg_quality, time.perf_counter(), number)
+            fut = self._executor.submit(self._process, image, jpeg_quality, time.perf_counter(), view_width)
         except RuntimeError:  # submit after close(): the server is stopping
             raise ApiError(503, "busy", "the server is shutting down") from None
         with self._lock:
@@ -139,7 +139,7 @@ class AnalyzerPool:
         wait(running, timeout)
 
     def _process(self, image: np.ndarray, quality: Optional[int], queued_at: float,
-                 number: bool = True) -> Outcome:
+                 view_width: Optional[int] = None) -> Outcome:
         t0 = time.perf_counter()
         analysis = left_to_right(self._analyzer().analyze(image))
         t1 = time.perf_counter()
@@ -147,16 +147,10 @@ class AnalyzerPool:
         if quality is not None:
             if not image.flags.writeable:  # e.g. a decoder that returned a view of its buffer
                 image = image.copy()
-            annotate(image, analysis.faces, number)  # the request's own decoded copy: in place is fine
+            # the request's own decoded copy: in place is fine; numbers = the JSON list index
+            draw_faces(image, analysis.faces, view_width=view_width)
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
             if not ok:
                 raise RuntimeError("JPEG encoding of the annotated image failed")
             jpeg = buf.tobytes()
         return Outcome(analysis, jpeg, ms(t0 - queued_at), ms(time.perf_counter() - t1))
-
-
-def annotate(image: np.ndarray, faces: Iterable, number: bool = True) -> np.ndarray:
-    """The overlay's boxes and labels on ``image`` (in place), plus each face's index."""
-    faces = list(faces)
-    draw_faces(image, faces)
-    return image

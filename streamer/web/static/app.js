@@ -58,6 +58,8 @@
       cell(row, f.age_range || "–");
       cell(row, f.box.join(", "), "mono");
       cell(row, fmt(f.score, 2));
+      // why gender/age are missing (e.g. "face too small"), in words, not only as a tooltip
+      cell(row, f.gender ? "" : "unknown: " + (f.attributes_reason || "no reason given"), "reason");
       if (f.attributes_reason) row.title = f.attributes_reason;
     });
     $("faces").hidden = faces.length === 0;
@@ -71,7 +73,10 @@
     form.append("image", file, file.name);
     let resp, body;
     try {
-      resp = await fetch("/analyze", { method: "POST", body: form, headers: authHeaders() });
+      // labels are drawn to be readable at the size the figure shows the image (device px)
+      const shown = Math.round(($("analyze-panel").clientWidth - 32) * (window.devicePixelRatio || 1));
+      const q = shown >= 64 ? "?view_width=" + Math.min(8192, shown) : "";
+      resp = await fetch("/analyze" + q, { method: "POST", body: form, headers: authHeaders() });
       body = await resp.json();
     } catch (err) {
       setStatus("The server did not answer: " + err.message, true);
@@ -87,6 +92,10 @@
       return;
     }
     $("result-img").src = "data:image/jpeg;base64," + body.image;
+    const dl = $("result-download");
+    dl.href = $("result-img").src;
+    dl.download = "annotated-" + file.name.replace(/\.[^.]*$/, "") + ".jpg";
+    dl.hidden = false;
     $("result").hidden = false;
     const n = body.faces.length;
     $("result-caption").textContent = file.name + ": " + body.width + "×" + body.height + ", " +
