@@ -182,7 +182,7 @@
     const max = Math.max(1, ...rows.flatMap((r) => r.values));
     const slot = (W - left) / Math.max(1, rows.length);
     const bw = slot * 0.8 / rows[0].values.length;
-    for (const frac of [0, 0.5, 1]) {
+    for (const frac of max >= 2 ? [0, 0.5, 1] : [0, 1]) {
       const y = top + (H - top - bottom) * (1 - frac);
       svg.append(el("svg:line", { class: "grid-line", x1: left, x2: W, y1: y, y2: y }),
         el("svg:text", { x: 2, y: y + 4 }, String(Math.round(max * frac))));
@@ -202,7 +202,7 @@
 
   function mixChart(svg, mix) {  // horizontal bars, one per key
     svg.replaceChildren();
-    const keys = Object.keys(mix).sort((a, b) => (parseInt(a) || 999) - (parseInt(b) || 999) || a.localeCompare(b));
+    const keys = Object.keys(mix).filter((k) => mix[k] > 0).sort((a, b) => (parseInt(a) || 999) - (parseInt(b) || 999) || a.localeCompare(b));
     const W = Number(svg.getAttribute("viewBox").split(" ")[2]);
     const total = keys.reduce((s, k) => s + mix[k], 0);
     svg.setAttribute("viewBox", "0 0 " + W + " " + Math.max(24, keys.length * 22 + 4));
