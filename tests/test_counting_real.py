@@ -25,91 +25,15 @@ classifier's accuracy, which is measured on all 305 crops by the attribute tests
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from conftest import data_path
 
-W, H = 1280, 720
-FACE = 180
-SPEED = 12
-FPS = 25.0
-
-# Adults (20-45) whose gender the default net gets right with confidence >= 0.98 when pasted
-# at three places of this background (white, asian, indian women; white, asian, black men).
-FEMALE = ["images/20_1_0_20170104020801388.jpg.chip.jpg", "images/29_1_2_20170103181921865.jpg.chip.jpg",
-          "images/32_1_3_20170109132040475.jpg.chip.jpg"]
-MALE = ["images/29_0_0_20170104230319649.jpg.chip.jpg", "images/38_0_2_20170104201018401.jpg.chip.jpg",
-        "images/40_0_1_20170105164641662.jpg.chip.jpg"]
-
-
-def _alpha(size: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size]
-    d = np.sqrt(((xx - size / 2) / (size * 0.48)) ** 2 + ((yy - size / 2) / (size * 0.5)) ** 2)
-    return np.clip((1.0 - d) / 0.12, 0, 1)[..., None].astype(np.float32)
-
-
-def _paste(img: np.ndarray, crop: np.ndarray, alpha: np.ndarray, cx: float, cy: float) -> None:
-    x0, y0 = int(round(cx - FACE / 2)), int(round(cy - FACE / 2))
-    roi = img[y0:y0 + FACE, x0:x0 + FACE].astype(np.float32)
-    img[y0:y0 + FACE, x0:x0 + FACE] = (alpha * crop + (1 - alpha) * roi).astype(np.uint8)
-
-
-def _path(x0: float, x1: float, y: float) -> list[tuple[float, float]]:
-    n = int(abs(x1 - x0) // SPEED) + 1
-    step = SPEED if x1 > x0 else -SPEED
-    return [(x0 + i * step, y) for i in range(n)]
-
-
-def build_clip(out: Path, faces_dir: Path, background: np.ndarray) -> dict:
-    """Write the scene to ``out`` (mp4); return the expected counts built from the labels."""
-    labels = {r["path"]: r["gender"] for r in csv.DictReader(open(faces_dir / "labels.csv"))}
-    alpha = _alpha(FACE)
-
-    def crop(name: str) -> np.ndarray:
-        img = cv2.imread(str(faces_dir / name), cv2.IMREAD_COLOR)
-        assert img is not None, name
-        return cv2.resize(img, (FACE, FACE), interpolation=cv2.INTER_AREA).astype(np.float32)
-
-    left, right = 150, W - 150
-    a, b, c, d, e, f = FEMALE[0], MALE[0], FEMALE[1], MALE[1], FEMALE[2], MALE[2]
-    phases = [
-        [(a, _path(left, right, 150)), (b, _path(left, right, 600)), (c, _path(right, left, 400))],
-        [(d, _path(left, 560, 150) + _path(560, left, 150)), (e, _path(right, left, 600)),
-         (f, _path(left, right, 400))],
-    ]
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (W, H))
-    assert writer.isOpened()
-    blank_gap = 25  # > tracker.max_misses: every phase-1 track has ended before phase 2
-    for phase in phases:
-        people = [(crop(name), path) for name, path in phase]
-        for i in range(max(len(p) for _, p in people)):
-            img = background.copy()
-            for cimg, path in people:
-                if i < len(path):
-                    _paste(img, cimg, alpha, *path[i])
-            writer.write(img)
-        for _ in range(blank_gap):
-            writer.write(background)
-    writer.release()
-    g = labels.__getitem__
-    return {
-        "door": {"in": 3, "out": 2,
-                 "by_gender": {"in": {"male": [g(b), g(f), g(a)].count("male"),
-                                      "female": [g(b), g(f), g(a)].count("female"), "unknown": 0},
-                               "out": {"male": [g(c), g(e)].count("male"),
-                                       "female": [g(c), g(e)].count("female"), "unknown": 0}}},
-        "upper": {"in": 1, "out": 0,
-                  "by_gender": {"in": {"male": int(g(a) == "male"), "female": int(g(a) == "female"),
-                                       "unknown": 0},
-                                "out": {"male": 0, "female": 0, "unknown": 0}}},
-        "people": 6,
-    }
+# The clip builder and its expected counts live in bench/scenes.py, shared with the cadence bench.
+from bench.scenes import COUNT_H as H, COUNT_W as W, build_counting_clip as build_clip  # noqa: E402
 
 
 @pytest.mark.slow
