@@ -40,6 +40,7 @@ STREAM_FLAGS = {
     "max_frames": "output.max_frames",
     "realtime": "source.realtime",
     "loop": "source.loop",
+    "start_time": "source.start_time",
     "detector": "detector.kind",
     "detect_width": "detector.width",
     "mqtt": "mqtt.url",
@@ -76,6 +77,10 @@ def _stream_parser(sub) -> None:
     p.add_argument("--realtime", action="store_const", const=True,
                    help="pace a file at its own fps, dropping frames when late, as a camera would")
     p.add_argument("--loop", action="store_const", const=True, help="replay a file forever")
+    p.add_argument("--start-time", metavar="ISO",
+                   help="when a file or folder was recorded (e.g. 2026-12-01T08:00:00Z): events carry "
+                        "this + the frame's time (default: the container's creation_time, else the "
+                        "file's mtime)")
     p.add_argument("--detector", choices=["yunet", "centerface", "ssd_tf", "ssd_caffe"])
     p.add_argument("--detect-width", type=int, help="detection runs on a copy this wide")
     p.add_argument("--mqtt", help="publish events to this broker (mqtt://host:port)")

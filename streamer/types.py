@@ -21,14 +21,17 @@ Point = tuple[float, float]
 class Frame:
     """One captured image.
 
-    ``id`` counts frames read from the source (gaps mean drops), ``ts`` is wall-clock capture
-    time (``time.time()``) for events, ``mono`` the monotonic capture time for latency.
+    ``id`` counts frames read from the source (gaps mean drops), ``ts`` the frame's time for
+    events (epoch seconds): ``clock`` "wall" = capture time (``time.time()``, live sources),
+    "media" = the recording's start + the frame's presentation time (files and folders, see
+    media/mediaclock.py); ``mono`` the monotonic capture time for latency.
     """
 
     id: int
     ts: float
     mono: float
     image: np.ndarray = field(repr=False)
+    clock: str = "wall"  # "wall" | "media"
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class Event:
     frame_id: int
     payload: dict = field(default_factory=dict)
     id: str = ""
+    clock: str = "wall"  # what ``ts`` is: "wall" (live) or "media" (a file's own time)
 
     SCHEMA = "streamer.event/1"
 
@@ -128,7 +132,7 @@ class Event:
         from streamer.timefmt import iso_ms
 
         d = {"schema": self.SCHEMA, "id": self.id, "type": self.type, "camera": self.camera,
-             "ts": iso_ms(self.ts), "frame_id": self.frame_id}
+             "ts": iso_ms(self.ts), "clock": self.clock, "frame_id": self.frame_id}
         d.update(self.payload)
         return d
 

@@ -46,7 +46,8 @@ def test_start_update_end_sequence_and_schema():
         validate(x)
     assert d[0]["gender"] is None and d[0]["attributes_reason"]
     assert d[1]["gender"] == {"label": "male", "confidence": 0.9}
-    assert d[3]["dwell_s"] == pytest.approx(1.0, abs=1e-3) and d[3]["first_seen"].endswith("Z")
+    # Dwell runs from the first to the last detection (100.0 -> 100.4), not to the end event.
+    assert d[3]["dwell_s"] == pytest.approx(0.4, abs=1e-3) and d[3]["first_seen"].endswith("Z")
     assert len({x["id"] for x in d}) == 4
 
 

@@ -45,11 +45,23 @@ def _source_uri(v: str) -> str:
     return v
 
 
+def _iso_time(v: str) -> str:
+    from datetime import datetime
+    s = v.strip()
+    try:
+        datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
+    except ValueError:
+        raise ValueError("expected an ISO 8601 time such as 2026-12-01T08:00:00Z") from None
+    return s
+
+
 @section("source")
 class SourceConfig:
     uri: Annotated[NonEmpty, AfterValidator(_source_uri)] = "0"  # webcam index, file, folder, rtsp://, http(s)://
     realtime: Bool = False  # pace a file at its own fps (drops like a camera when late)
     loop: Bool = False  # replay a file forever (soak tests)
+    # when a file/folder was recorded (ISO 8601, no zone = UTC); None: creation_time, else mtime
+    start_time: Optional[Annotated[Text, AfterValidator(_iso_time)]] = None
     queue_size: Int(1, 1024) = 4  # frames between capture and inference
     folder_fps: Float(0.1, 1000) = 10.0  # pace of a folder of images played as a stream (with realtime)
     max_frame_age_s: Float(0.01, 3600) = 1.0  # live frames older than this at processing are dropped
@@ -114,7 +126,6 @@ class AttributesConfig:
     min_sharpness: Float(0, 1e6) = 15.0  # variance of Laplacian on the chip; below = too blurred
     flip_average: Bool = True  # average each chip with its mirror image
     max_per_frame: Int(1, 1024) = 16  # cap on faces classified in one frame (bounds worst-case cost)
-    age_calibration: Bool = True  # map the net's age through the dev-fitted monotone map (calibration.json)
     age_calibration: Bool = True  # map the net's age through the dev-fitted monotone map (calibration.json)
 
 

@@ -190,6 +190,8 @@ class Counter:
         self._last_summary = 0.0
         self._dirty = False
         self._last_write = -1e18
+        self._restored = False  # totals continued from the state file
+        self._period_from_frames = False  # the first frame's time starts the period
         self._zero(clock())
         if state is not None:
             self._restore(state.load())
@@ -379,9 +381,15 @@ class Counter:
         return out
 
     def _maybe_reset(self, ts: float, frame_id: int) -> list[Event]:
+        # Periods and resets follow the frames' clock (a file's own time, see
+        # media/mediaclock.py; wall time live), so a recording counts the same at any speed.
+        if not self._period_from_frames:
+            self._period_from_frames = True
+            if not self._restored:
+                self._period_start = ts
         if self._reset_at is None:
             return []
-        boundary = last_reset(self.clock(), self._reset_at)
+        boundary = last_reset(ts, self._reset_at)
         if self._period_start >= boundary:
             return []
         closing = self._summary("reset", ts, frame_id, period_end=boundary)
@@ -450,6 +458,7 @@ class Counter:
             self._dirty = True
             return
         self._period_start, self._people = period_start, people
+        self._restored = True
         for name, t in self._totals.items():
             s = lines.get(name) or {}
             t.inn, t.out = int(s.get("in", 0)), int(s.get("out", 0))

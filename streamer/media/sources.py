@@ -47,6 +47,8 @@ import numpy as np
 
 from streamer.config import SourceConfig
 from streamer.errors import SourceError
+from streamer.media import mediaclock
+from streamer.timefmt import iso_ms
 from streamer.types import Frame
 
 log = logging.getLogger(__name__)
@@ -143,6 +145,11 @@ class VideoSource:
         self.backlog_s = 0.0  # live: how far behind live the last read was
         self.backlog_max_s = 0.0
         self._behind: Optional[tuple[float, float]] = None  # (baseline, when) for backlog_s
+        # Media time (files): recording start + presentation time; see media/mediaclock.py.
+        self.start: Optional[mediaclock.Start] = None
+        self._media_next = 0.0  # fallback presentation time of the next frame
+        self._media_offset = 0.0  # added after each rewind (loop), so time never goes back
+        self._media_last = -1.0
 
     def open(self) -> None:
         """Open or reopen. Raises SourceError with a one-line reason."""
@@ -183,6 +190,10 @@ class VideoSource:
                 cap.release()
                 raise SourceError(f"source {redact(uri)} is not a readable video (unsupported or "
                                   "corrupt)")
+            if self.start is None:
+                self.start = mediaclock.recording_start(p, getattr(self.cfg, "start_time", None))
+                log.info("%s: media clock starts at %s (%s)", redact(uri), iso_ms(self.start.ts),
+                         self.start.how)
         with self._lock:
             if gen != self._gen:  # closed while we were opening: nobody wants this capture
                 cap.release()
@@ -198,7 +209,18 @@ class VideoSource:
 
     def rewind(self) -> bool:
         self._pending = None
+        # A looped file continues its clock one frame after its last frame.
+        self._media_offset = self._media_last + (1.0 / self.fps if self.fps else 0.04)
+        self._media_next = 0.0
         return bool(self._cap is not None and self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0))
+
+    def _media_ts(self, cap) -> float:
+        """Presentation time of the frame just read (container timestamp, else index / fps)."""
+        pos = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        t = pos if pos > 0 or self._media_next == 0.0 else self._media_next
+        self._media_next = t + (1.0 / self.fps if self.fps else 0.04)
+        self._media_last = self._media_offset + t
+        return self.start.ts + self._media_last
 
     def read(self) -> Frame:
         with self._lock:
@@ -226,6 +248,8 @@ class VideoSource:
         mono = time.monotonic()
         if self.live:
             self._measure_backlog(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, mono)
+        if self.start is not None:  # a file: its own clock
+            return Frame(next(self._ids), self._media_ts(cap), mono, image, "media")
         return Frame(next(self._ids), time.time(), mono, image)
 
     # The baseline may creep up by this much per second: camera and host clocks drift apart
@@ -303,14 +327,20 @@ class FolderSource:
         self.skipped = 0
         self._i = 0
         self._ids = itertools.count()
+        self.start_time = getattr(cfg, "start_time", None)
+        self.start: Optional[mediaclock.Start] = None
+        self._loops = 0
 
     def open(self) -> None:
         if not self.files:
             raise SourceError(f"folder {self.uri} has no images ({', '.join(sorted(IMAGE_EXTS))})")
         self._i = 0
+        if self.start is None:  # image i is at start + i / folder_fps (media/mediaclock.py)
+            self.start = mediaclock.recording_start(self.files[0], self.start_time)
 
     def rewind(self) -> bool:
         self._i = 0
+        self._loops += 1
         return True
 
     def read(self) -> Frame:
@@ -324,7 +354,8 @@ class FolderSource:
                 continue
             if self.size == (0, 0):
                 self.size = (image.shape[1], image.shape[0])
-            return Frame(next(self._ids), time.time(), time.monotonic(), image)
+            media = (self._loops * len(self.files) + self._i - 1) / self.fps
+            return Frame(next(self._ids), self.start.ts + media, time.monotonic(), image, "media")
         raise EndOfStream()
 
     def close(self) -> None:

@@ -87,6 +87,7 @@ class Pipeline:
         self.first_frame_at: Optional[float] = None
         self.last_frame_mono: Optional[float] = None
         self._last_frame_id = -1
+        self._media_ts: Optional[float] = None  # last frame's media time (files); None: wall clock
         self._stats = Stats()
         self._threads: dict[str, threading.Thread] = {}
         self._done: set[str] = set()
@@ -157,7 +158,7 @@ class Pipeline:
             if self.stop_event.is_set() or item is EOS:
                 break
             if item is None:
-                self._emit(self.processor.tick(time.time(), self._last_frame_id))
+                self._emit(self.processor.tick(self._now(), self._last_frame_id))
                 continue
             if isinstance(item, SourceChange):
                 try:
@@ -179,6 +180,8 @@ class Pipeline:
                 log.exception("inference failed on frame %d; skipping it", frame.id)
                 continue
             self._last_frame_id = frame.id
+            if frame.clock == "media":
+                self._media_ts = frame.ts
             self._emit(p.events)
             self._emit(self.processor.tick(frame.ts, frame.id))
             self.frames_processed += 1
@@ -196,6 +199,11 @@ class Pipeline:
             self.results.put(Result(frame, p, self._stats), self.stop_event)
         self._end_inference()
 
+    def _now(self) -> float:
+        """Event time between frames: a file's clock stands still while no frame comes (its
+        time is the media time of its last frame); a live source's is the wall clock."""
+        return self._media_ts if self._media_ts is not None else time.time()
+
     def _end_inference(self) -> None:
         """Final ``end`` events, then the sentinels. Runs once: at the normal end of the
         inference thread, or from ``_finish`` when that thread died or is stuck at shutdown."""
@@ -203,7 +211,7 @@ class Pipeline:
             return
         self._inference_ended = True
         try:
-            self._emit(self.processor.finish(time.time(), self._last_frame_id))
+            self._emit(self.processor.finish(self._now(), self._last_frame_id))
         except Exception:
             self.stage_errors += 1
             log.exception("ending the tracks failed")

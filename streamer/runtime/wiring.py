@@ -53,7 +53,9 @@ def build_processor(cfg: Config, detector=None, nets=None) -> Processor:
         attrs = attributes.TrackAttributes(nets or build_attribute_nets(cfg), cfg.attributes,
                                             detector_kind=cfg.detector.kind)
     cut = scenecut.SceneCutDetector(cfg.tracker.scene_cut_threshold) if cfg.tracker.scene_cut_threshold > 0 else None
-    events = EventBuilder(cfg.camera, cfg.events)
+    from streamer.media.sources import is_live_uri
+    # Files and folders carry their own time (media/mediaclock.py); live sources the wall clock.
+    events = EventBuilder(cfg.camera, cfg.events, clock="wall" if is_live_uri(cfg.source.uri) else "media")
     counter = None
     if cfg.counting.lines or cfg.counting.zones or cfg.mqtt.enabled:
         from streamer.core import counting
