@@ -41,7 +41,8 @@ else needs editing (``--only <name>`` and the report pick it up)::
 
 ``order`` places it among the built-in sections (10 fps ... 90 profile); a ``"status"`` key
 (``"missing"``, ``"skipped"``) is recorded as the section's status; an exception makes the
-section ``error`` without losing the others. A name registered twice is an error.
+section ``error`` without losing the others. A name registered twice is an error; a module
+that cannot be imported is named on stderr, its sections are left out and the run exits 1.
 
 Every timing is the median of ``--runs`` runs (1 with ``--quick``). Each section records the
 load average before and after it: a loaded machine makes every number here pessimistic.

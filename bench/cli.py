@@ -49,6 +49,8 @@ def chosen_sections(a: argparse.Namespace) -> list[str]:
 
 def run_cli(a: argparse.Namespace) -> int:
     sections = chosen_sections(a)
+    for mod, err in registry.LOAD_ERRORS.items():
+        say(f"cannot import {mod} (its sections are left out): {err}")
     quiet_logs()
     if a.runs is not None and a.runs < 1:
         from streamer.errors import StreamerError
@@ -99,6 +101,7 @@ def run_cli(a: argparse.Namespace) -> int:
     results["meta"]["total_s"] = round(time.monotonic() - t_all, 1)
     jpath.write_text(json.dumps(results, indent=2) + "\n")
     mpath.write_text(render_md(results))
+    failed += [f"{m} (import)" for m in registry.LOAD_ERRORS]
     print(f"bench: wrote {mpath} and {jpath} in {results['meta']['total_s']} s"
           + (f"; failed sections: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

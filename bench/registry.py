@@ -47,6 +47,9 @@ class Section:
 
 
 _SECTIONS: dict[str, Section] = {}
+# Modules that failed to import (module -> "ExcType: message"): their sections are missing, the
+# others still run; ``run.py bench`` names them and exits 1.
+LOAD_ERRORS: dict[str, str] = {}
 
 
 def section(name: str, title: str, render: Callable[[dict], list], order: int = 100,
@@ -67,11 +70,17 @@ def section(name: str, title: str, render: Callable[[dict], list], order: int = 
 
 
 def load() -> None:
-    """Import every module of ``bench/`` so that each registers its sections."""
+    """Import every module of ``bench/`` so that each registers its sections. A module that
+    cannot be imported is recorded in ``LOAD_ERRORS`` instead of stopping every section."""
     pkg = importlib.import_module("bench")
     for m in pkgutil.iter_modules(pkg.__path__):
-        if m.name not in _NOT_SECTIONS and not m.name.startswith("_"):
-            importlib.import_module(f"bench.{m.name}")
+        name = f"bench.{m.name}"
+        if m.name in _NOT_SECTIONS or m.name.startswith("_") or name in LOAD_ERRORS:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a broken module must not hide the others' numbers
+            LOAD_ERRORS[name] = f"{type(e).__name__}: {e}"
 
 
 def sections() -> list[Section]:
