@@ -162,12 +162,15 @@ def _lane(x0: float, x1: float, y: float) -> list[tuple[float, float]]:
     return [(x0 + i * step, y) for i in range(n)]
 
 
-def build_counting_clip(out: Path, faces_dir: Path, background) -> dict:
+def build_counting_clip(out: Path, faces_dir: Path, background, female=None, male=None) -> dict:
     """Write the scene to ``out`` (mp4); return the expected counts built from the labels.
 
     Phase 1: A lane 150 left->right (door in, upper in), B lane 600 left->right (door in),
     C lane 400 right->left (door out). Phase 2: D lane 150 to 560 px and back (never counts),
-    E lane 600 right->left (door out), F lane 400 left->right (door in). 6 people."""
+    E lane 600 right->left (door out), F lane 400 left->right (door in). 6 people.
+    ``female`` / ``male``: three crop paths each (default COUNT_FEMALE / COUNT_MALE); the
+    returned dict also has ``"crossings"``: (line, direction, labelled gender) per count."""
+    female, male = female or COUNT_FEMALE, male or COUNT_MALE
     import cv2
     import numpy as np
     labels = {r["path"]: r["gender"] for r in csv.DictReader(open(faces_dir / "labels.csv"))}
@@ -179,7 +182,7 @@ def build_counting_clip(out: Path, faces_dir: Path, background) -> dict:
         return cv2.resize(img, (COUNT_FACE, COUNT_FACE), interpolation=cv2.INTER_AREA).astype(np.float32)
 
     left, right = 150, COUNT_W - 150
-    a, b, c, d, e, f = COUNT_FEMALE[0], COUNT_MALE[0], COUNT_FEMALE[1], COUNT_MALE[1], COUNT_FEMALE[2], COUNT_MALE[2]
+    a, b, c, d, e, f = female[0], male[0], female[1], male[1], female[2], male[2]
     phases = [
         [(a, _lane(left, right, 150)), (b, _lane(left, right, 600)), (c, _lane(right, left, 400))],
         [(d, _lane(left, 560, 150) + _lane(560, left, 150)), (e, _lane(right, left, 600)),
@@ -211,4 +214,6 @@ def build_counting_clip(out: Path, faces_dir: Path, background) -> dict:
                                        "unknown": 0},
                                 "out": {"male": 0, "female": 0, "unknown": 0}}},
         "people": 6,
+        "crossings": [("door", "in", g(a)), ("upper", "in", g(a)), ("door", "in", g(b)),
+                      ("door", "out", g(c)), ("door", "out", g(e)), ("door", "in", g(f))],
     }

@@ -16,16 +16,21 @@ Scene (lanes are face-centre heights; faces are 180 px, 12 px per frame):
            F  lane 400  left -> right   door in
 Expected: door in 3 / out 2, upper in 1 / out 0, 6 people.
 
-Gender mix. The test asserts the split by gender exactly against the labels, so it uses only
-crops the default (dlib) gender net classifies correctly and confidently: >= 0.98 when pasted
-at three places of this background and judged through the pipeline's detector and alignment
-(listed below by file name). This tests counting and attributes reaching the counts, not the
-classifier's accuracy, which is measured on all 305 crops by the attribute tests and bench.
+Faces are chosen by label only: a fixed seeded sample (SEED) of the adult (20-45) crops of
+labels.csv, three women and three men, never screened by what today's nets get right. The
+counts (in/out per line, people) are exact: they depend on detection and tracking of 180 px
+faces, not on the classifier. The gender reaching the counts is asserted as a floor: at least
+GENDER_FLOOR of the 6 counted crossings carry the labelled gender (the nets' accuracy itself is
+measured on all 305 crops by the attribute tests and the bench), and the by-gender split
+always adds up to the counts.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import random
+from collections import Counter
 
 import cv2
 import pytest
@@ -34,6 +39,19 @@ from conftest import data_path
 
 # The clip builder and its expected counts live in bench/scenes.py, shared with the cadence bench.
 from bench.scenes import COUNT_H as H, COUNT_W as W, build_counting_clip as build_clip  # noqa: E402
+
+
+SEED = 14
+GENDER_FLOOR = 4  # of 6 crossings; dev accuracy of the default gender net is ~0.9 per crop
+
+
+def sample_faces(faces_dir, seed: int = SEED) -> tuple[list[str], list[str]]:
+    """Three female and three male adult crops, by label only (seeded, sorted first)."""
+    rows = [r for r in csv.DictReader(open(faces_dir / "labels.csv")) if 20 <= int(r["age"]) <= 45]
+    rnd = random.Random(seed)
+    pick = {g: rnd.sample(sorted(r["path"] for r in rows if r["gender"] == g), 3)
+            for g in ("female", "male")}
+    return pick["female"], pick["male"]
 
 
 @pytest.mark.slow
@@ -48,7 +66,9 @@ def test_counts_and_gender_mix_through_the_real_pipeline(tmp_path):
     cap.release()
     assert ok
     clip = tmp_path / "scene.mp4"
-    expected = build_clip(clip, faces_dir, cv2.resize(bg, (W, H), interpolation=cv2.INTER_AREA))
+    female, male = sample_faces(faces_dir)
+    expected = build_clip(clip, faces_dir, cv2.resize(bg, (W, H), interpolation=cv2.INTER_AREA),
+                          female=female, male=male)
 
     events_file = tmp_path / "events.jsonl"
     cfg = config.from_dict({
@@ -68,13 +88,22 @@ def test_counts_and_gender_mix_through_the_real_pipeline(tmp_path):
     final = [e for e in events if e["type"] == "summary" and e["reason"] == "final"]
     assert len(final) == 1, [e["type"] for e in events]
     lines = final[0]["lines"]
-    got = {name: {"in": lines[name]["in"], "out": lines[name]["out"],
-                  "by_gender": lines[name]["by_gender"]} for name in ("door", "upper")}
-    assert got == {k: v for k, v in expected.items() if k != "people"}, \
-        [(e["track_id"], e["line"], e["direction"], e["gender"]) for e in crosses]
+    trace = [(e["track_id"], e["line"], e["direction"], e["gender"]) for e in crosses]
+    got = {name: {"in": lines[name]["in"], "out": lines[name]["out"]} for name in ("door", "upper")}
+    assert got == {n: {d: expected[n][d] for d in ("in", "out")} for n in ("door", "upper")}, trace
     assert final[0]["people"] == expected["people"]
-    assert len(crosses) == 6  # every count has its cross event, nothing else crossed
-    assert all(e["gender"] is not None and e["gender"]["confidence"] >= 0.6 for e in crosses)
+    assert len(crosses) == 6, trace  # every count has its cross event, nothing else crossed
+    for name in ("door", "upper"):  # the split by gender always adds up to the count
+        for d in ("in", "out"):
+            assert sum(lines[name]["by_gender"][d].values()) == lines[name][d], (name, d, lines[name])
+    # Gender reaching the counts: per (line, direction), the predicted labels matched as a
+    # multiset against the labelled ones (which crossing is which person needs no guess).
+    want = Counter(expected["crossings"])
+    have = Counter((e["line"], e["direction"], (e["gender"] or {}).get("label", "unknown"))
+                   for e in crosses)
+    right = sum((want & have).values())
+    print(f"gender right on {right}/6 crossings; faces {female} {male}; {trace}")
+    assert right >= GENDER_FLOOR, trace
     # The persisted state agrees with the final summary.
     state = json.loads((tmp_path / "state" / "counts-scene.json").read_text())
     assert state["lines"]["door"]["in"] == 3 and state["lines"]["door"]["out"] == 2
