@@ -229,7 +229,8 @@ def reliability(answers: Sequence, raws: Sequence[Raw], bins=(0.5, 0.6, 0.7, 0.8
     return rows
 
 
-def cross_validate(cfg, folder: Path, limit: int = 0, k: int = FOLDS, detector=None, nets=None) -> dict:
+def cross_validate(cfg, folder: Path, limit: int = 0, k: int = FOLDS, detector=None, nets=None,
+                   chips=None) -> dict:
     """Held-out figures: raw, no age map and calibrated (the last through a fresh Analyzer
     per fold; the first two re-summarise the same flip-averaged probabilities, which the
     chips make deterministic)."""
@@ -241,7 +242,7 @@ def cross_validate(cfg, folder: Path, limit: int = 0, k: int = FOLDS, detector=N
     rows = dev_rows(folder, limit)
     detector = detector or wiring.build_detector(cfg)
     nets = nets or wiring.build_attribute_nets(cfg)
-    raws = collect(cfg, folder, rows, detector, nets)
+    raws = collect(cfg, folder, rows, detector, nets, chips)
     folds = fold_ids(len(rows), k)
     held = {"raw": [None] * len(rows), "no_age_map": [None] * len(rows), "calibrated": [None] * len(rows)}
     fits = []
@@ -251,7 +252,7 @@ def cross_validate(cfg, folder: Path, limit: int = 0, k: int = FOLDS, detector=N
         fits.append({"fold": j, "temperature": cal.temperature, "bias": cal.gender_bias, "range": cal.range_mapped.__dict__,
                      "range_without_age_map": cal.range_raw.__dict__})
         idx = [i for i in range(len(rows)) if folds[i] == j]
-        an = analyzer(cfg, detector, nets, calibration=cal)
+        an = analyzer(cfg, detector, nets, calibration=cal, chips=chips)
         for i, (a, _) in zip(idx, analyze_rows(an, folder, [rows[i] for i in idx])):
             held["calibrated"][i] = a
         for i in idx:

