@@ -61,8 +61,28 @@ def test_outputs_come_in_the_order_asked():
         outs = inference.load(path, yunet.SPEC, ("kps_8", "cls_32"), backend=b).infer(img)
         assert outs[0].reshape(-1, 10).shape[0] == (64 // 8) * (96 // 8)
         assert outs[1].reshape(-1).shape[0] == (64 // 32) * (96 // 32)
-    with pytest.raises(ModelError, match="no output 'nope'"):
-        inference.load(path, yunet.SPEC, ("nope",), backend="openvino")
+    for b in BACKENDS:  # checked at the first compile (a detector compiles per input size)
+        with pytest.raises(ModelError, match="no output 'nope'"):
+            inference.load(path, yunet.SPEC, ("nope",), backend=b).infer(img)
+
+
+def test_compiled_models_come_back_from_the_cache(tmp_path):
+    inference.configure(cache_dir=str(tmp_path))
+    try:
+        x = np.random.default_rng(4).integers(0, 256, (1, 96, 128, 3), dtype=np.uint8)
+        path = modelstore.path_of(yunet.MODEL)
+        first = [np.array(o) for o in inference.load(path, yunet.SPEC, yunet.OUTPUTS, backend="openvino").infer(x)]
+        blobs = sorted(tmp_path.glob("*.blob"))
+        assert len(blobs) == 1
+        again = inference.load(path, yunet.SPEC, yunet.OUTPUTS, backend="openvino")
+        for a, b in zip(first, again.infer(x)):
+            np.testing.assert_array_equal(a, np.asarray(b))
+        assert again._model is None  # served from the blob: the ONNX file was never read
+        blobs[0].write_bytes(b"torn")  # a damaged blob is compiled afresh, not an error
+        for a, b in zip(first, inference.load(path, yunet.SPEC, yunet.OUTPUTS, backend="openvino").infer(x)):
+            np.testing.assert_array_equal(a, np.asarray(b))
+    finally:
+        inference.configure(cache_dir="")
 
 
 def test_new_sizes_after_the_static_ones_go_to_one_dynamic_model():

@@ -58,7 +58,7 @@ class Model(Protocol):
 class Settings:
     backend: str = "auto"
     threads: int = 0  # 0 = every core this process may use
-    cache_dir: Optional[str] = None  # OpenVINO compiled-model cache; None = default folder
+    cache_dir: Optional[str] = None  # compiled OpenVINO models; None = ~/.cache/streamer/openvino
 
 
 _lock = threading.Lock()

@@ -1,0 +1,225 @@
+"""Sections ``backends`` and ``density_backends``: speed, start-up, memory and streams per box,
+per inference backend and detector (issue 13).
+
+``backends``: for each (backend, detector) the whole pipeline in-process on the 1080p sample
+clip (detection every frame + tracking + attributes), beside decode-only and the seed's way
+measured in the same run; start-up (``run.py stream`` spawn -> first processed frame) with a
+cold and a warm OpenVINO model cache; the RSS of one real-time 720p 15 fps stream; and the
+warm cost of each net on this CPU (ms per call, 640x352 detector input, batch of 4 chips).
+
+``density_backends``: how many real-time 720p 15 fps streams (one ``run.py stream`` process
+each, every frame detected unless the variant says otherwise) run at once with < 1 % drops,
+per backend, threads per process and cadence. Decoder threads are pinned to 1 per stream
+(``OPENCV_FFMPEG_CAPTURE_OPTIONS=threads;1``): N processes already fill both cores.
+
+    python run.py bench --only backends,density_backends
+"""
+
+from __future__ import annotations
+
+import os
+
+from bench import registry
+from bench.common import median, say
+from bench.report import table
+
+FPS_VARIANTS = {
+    "openvino, yunet (default)": {"inference.backend": "openvino", "detector.kind": "yunet"},
+    "opencv, yunet": {"inference.backend": "opencv", "detector.kind": "yunet"},
+    "openvino, centerface": {"inference.backend": "openvino", "detector.kind": "centerface"},
+    "opencv, centerface": {"inference.backend": "opencv", "detector.kind": "centerface"},
+}
+DENSITY_VARIANTS = {
+    "openvino, 1 thread": {"inference": {"backend": "openvino", "threads": 1}},
+    "opencv, 1 thread": {"inference": {"backend": "opencv", "threads": 1}},
+    "openvino, 2 threads": {"inference": {"backend": "openvino", "threads": 2}},
+    "openvino, 1 thread, interval 2": {"inference": {"backend": "openvino", "threads": 1},
+                                       "detector": {"interval": 2}},
+    "openvino, 1 thread, interval 3": {"inference": {"backend": "openvino", "threads": 1},
+                                       "detector": {"interval": 3}},
+}
+DECODER_ENV = {"OPENCV_FFMPEG_CAPTURE_OPTIONS": "threads;1"}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class _WithConfig:
+    """A Context whose child streams run with one extra config file."""
+
+    def __init__(self, ctx: registry.Context, path):
+        self._ctx, self._path = ctx, path
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+    def stream_config_args(self) -> list[str]:
+        return ["--config", str(self._path)]
+
+
+def _config_file(ctx: registry.Context, name: str, data: dict):
+    import yaml
+    from streamer import config
+    base = yaml.safe_load(config.DEFAULT_PATH.read_text())
+    for section, keys in data.items():
+        base.setdefault(section, {}).update(keys)
+    p = ctx.cache / f"bench-{name}.yaml"
+    p.write_text(yaml.safe_dump(base))
+    return p
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
+def net_costs(repeat: int = 30) -> dict:
+    """Warm ms per call of each net on each backend (median of ``repeat``), wall and CPU."""
+    import time
+
+    import numpy as np
+
+    from streamer import inference
+    from streamer.core.attribute_nets import AGE_ONNX, GENDER_ONNX, DlibNets
+    from streamer.core.detectors import centerface, yunet
+    from streamer.media import modelstore
+
+    nets = [("YuNet 640x352", yunet.MODEL, yunet.SPEC, yunet.OUTPUTS, (1, 352, 640, 3)),
+            ("CenterFace 640x352", centerface.MODEL, centerface.SPEC, centerface.OUTPUTS, (1, 352, 640, 3)),
+            ("age, batch 4", AGE_ONNX, DlibNets.SPEC, (), (4, 64, 64, 3)),
+            ("gender, batch 4", GENDER_ONNX, DlibNets.SPEC, (), (4, 32, 32, 3))]
+    x_rng = np.random.default_rng(0)
+    out: dict = {}
+    for label, name, spec, outs, shape in nets:
+        x = x_rng.integers(0, 256, shape, dtype=np.uint8)
+        for b in ("openvino", "opencv"):
+            m = inference.load(modelstore.path_of(name), spec, outs, backend=b)
+            for _ in range(3):
+                m.infer(x)
+            wall, cpu = [], []
+            for _ in range(repeat):
+                t, c = time.perf_counter(), time.process_time()
+                m.infer(x)
+                wall.append((time.perf_counter() - t) * 1000)
+                cpu.append((time.process_time() - c) * 1000)
+            out.setdefault(label, {})[b] = {"wall_ms": round(median(wall), 2), "cpu_ms": round(median(cpu), 2)}
+    return out
+
+
+def render(d: dict) -> list:
+    out = []
+    f = d.get("fps", {})
+    if f:
+        out.append(f"1080p sample clip, {f.get('frames')} frames, {f.get('threads')} threads per "
+                   f"process; decode-only {f.get('decode_fps')} fps, seed's way {f.get('seed_fps')} fps.")
+        out.append(table(["backend, detector", "pipeline fps", "vs decode-only", "vs seed's way"],
+                         [[k, v["pipeline_fps"], f"{v['vs_decode']:.0%}", f"{v['vs_seed']:.2f}x"]
+                          for k, v in f.get("variants", {}).items()]))
+    s = d.get("startup", {})
+    if s:
+        out.append(table(["backend", "start-up, cold model cache (s)", "start-up, warm cache (s)",
+                          "RSS, one 720p 15 fps stream: steady / peak (MB)"],
+                         [[k, v.get("cold_s"), v.get("warm_s"),
+                           f"{v.get('rss_steady_mb')} / {v.get('rss_peak_mb')}"] for k, v in s.items()]))
+    n = d.get("nets", {})
+    if n:
+        out.append(table(["net", "OpenVINO wall / CPU ms", "OpenCV DNN wall / CPU ms"],
+                         [[k, f"{v['openvino']['wall_ms']} / {v['openvino']['cpu_ms']}",
+                           f"{v['opencv']['wall_ms']} / {v['opencv']['cpu_ms']}"] for k, v in n.items()]))
+    return out
+
+
+@registry.section("backends", "Inference backends and detectors: fps, start-up, RSS, cost per net",
+                  render, order=16)
+def backends(ctx: registry.Context) -> dict:
+    import tempfile
+
+    from bench.startup import startup_probe
+    from bench.streams import run_streams
+    from bench.ways import decode_only, run_pipeline, seed_way
+
+    clip = ctx.clips.get("1080p")
+    frames = ctx.max_frames or 600
+    threads = _cores()
+    say("backends: decode-only and the seed's way at 1080p")
+    dec = decode_only(clip, frames)["fps"]
+    seed = seed_way(clip, frames)["fps"]
+    fps = {"frames": frames, "threads": threads, "decode_fps": dec, "seed_fps": seed, "variants": {}}
+    for name, o in FPS_VARIANTS.items():
+        say(f"backends: 1080p pipeline, {name}")
+        r = run_pipeline(clip, frames, overrides={**o, "inference.threads": threads})
+        p = r["processing_fps"]
+        fps["variants"][name] = {"pipeline_fps": p, "vs_decode": round(p / dec, 3), "vs_seed": round(p / seed, 2)}
+    out: dict = {"fps": fps, "startup": {}}
+    clip720 = ctx.clips.get("720p")
+    clip15 = ctx.clips.get("720p", fps=15)
+    for b in ("openvino", "opencv"):
+        with tempfile.TemporaryDirectory(dir=ctx.cache) as cold:
+            cfgp = _config_file(ctx, f"startup-{b}", {"inference": {"backend": b, "cache_dir": cold}})
+            say(f"backends: start-up on {b}, cold then warm cache")
+            c = startup_probe(clip720, ["--config", str(cfgp)])
+            w = [startup_probe(clip720, ["--config", str(cfgp)]) for _ in range(ctx.runs)]
+            say(f"backends: RSS of one 720p 15 fps stream on {b}")
+            rs = run_streams(_WithConfig(ctx, cfgp), 1, clip15, 3.0 if ctx.quick else 10.0, 15.0, env=DECODER_ENV)
+        out["startup"][b] = {"cold_s": c.get("total_s"), "warm_s": median([x.get("total_s") for x in w if x.get("total_s")]),
+                             "warm_phases": w[-1], "rss_steady_mb": rs["rss_steady_mb"], "rss_peak_mb": rs["rss_peak_mb"]}
+    say("backends: cost per net")
+    out["nets"] = net_costs(10 if ctx.quick else 30)
+    best = out["fps"]["variants"]["openvino, yunet (default)"]
+    out["goals"] = {
+        "pipeline_vs_seed_1080p_default": {"value": best["vs_seed"], "goal": 4.0, "met": best["vs_seed"] >= 4.0},
+        "pipeline_vs_decode_1080p_default": {"value": best["vs_decode"], "goal": 0.45, "met": best["vs_decode"] >= 0.45},
+        "startup_s_warm_openvino": {"value": out["startup"]["openvino"]["warm_s"], "goal": 1.0,
+                                    "met": (out["startup"]["openvino"]["warm_s"] or 9) <= 1.0},
+        "rss_mb_one_stream_openvino": {"value": out["startup"]["openvino"]["rss_steady_mb"], "goal": 150,
+                                       "met": (out["startup"]["openvino"]["rss_steady_mb"] or 999) <= 150},
+    }
+    return out
+
+
+def render_density(d: dict) -> list:
+    rows = []
+    for k, v in d.get("variants", {}).items():
+        best = next((t for t in v["trials"] if t["n"] == v["max_streams"]), {})
+        rows.append([k, v["max_streams"], best.get("drop_ratio"), best.get("min_stream_fps"),
+                     best.get("rss_steady_mb"), best.get("rss_peak_mb"),
+                     ", ".join(f"{t['n']}: {t['drop_ratio']:.1%}" for t in v["trials"])])
+    return [f"720p 15 fps real time, {d.get('seconds_per_trial')} s per trial, decoder 1 thread per stream; "
+            f"sustained = {d.get('criterion')}.",
+            table(["variant", "streams sustained", "drops at that n", "slowest stream fps",
+                   "RSS steady (MB)", "RSS peak (MB)", "trials (n: drops)"], rows)]
+
+
+@registry.section("density_backends", "Streams per box per backend, threads and cadence", render_density,
+                  order=36)
+def density_backends(ctx: registry.Context) -> dict:
+    from bench.streams import DENSITY_MAX_DROP, DENSITY_MIN_FPS_RATIO, density_search, run_streams
+
+    a = ctx.a
+    clip = ctx.clips.get("720p", fps=15)
+    seconds = a.density_seconds or (3.0 if ctx.quick else 12.0)
+    limit = a.density_max or (3 if ctx.quick else 16)
+    names = list(DENSITY_VARIANTS)[:1] if ctx.quick else list(DENSITY_VARIANTS)
+    out = {"seconds_per_trial": seconds, "criterion": f"drops < {DENSITY_MAX_DROP:.0%} and every stream >= "
+                                                      f"{DENSITY_MIN_FPS_RATIO:.0%} of 15 fps",
+           "variants": {}}
+    start = 1 if ctx.quick else 10
+    for name in names:
+        cfgp = _config_file(ctx, f"density-{_slug(name)}", DENSITY_VARIANTS[name])
+        c = _WithConfig(ctx, cfgp)
+        trials: dict[int, dict] = {}
+
+        def trial(n: int) -> bool:
+            say(f"density [{name}]: {n} stream(s) x {seconds:g} s")
+            trials[n] = t = run_streams(c, n, clip, seconds, 15.0, env=DECODER_ENV)
+            say(f"  drops {t['drop_ratio']:.2%}, slowest {t['min_stream_fps']} fps, RSS {t['rss_steady_mb']} MB, "
+                f"{'ok' if t['sustained'] else 'NOT sustained'}")
+            return t["sustained"]
+
+        best = density_search(trial, start, limit)
+        out["variants"][name] = {"config": DENSITY_VARIANTS[name], "max_streams": best,
+                                 "trials": [trials[k] for k in sorted(trials)]}
+    return out
