@@ -133,7 +133,11 @@ def render(d: dict) -> list:
 
 
 @registry.section("backends", "Inference backends and detectors: fps, start-up, RSS, cost per net",
-                  render, order=16)
+                  render, order=16, goal_labels={
+                      "pipeline_vs_seed_1080p_default": ("1080p default config / the seed's way", ">="),
+                      "pipeline_vs_decode_1080p_default": ("1080p default config / decode-only", ">="),
+                      "startup_s_warm_openvino": ("start-up to the first processed frame, OpenVINO (s)", "<="),
+                      "rss_mb_one_stream_openvino": ("RSS of one 720p 15 fps stream, OpenVINO (MB)", "<=")})
 def backends(ctx: registry.Context) -> dict:
     import tempfile
 
@@ -148,7 +152,7 @@ def backends(ctx: registry.Context) -> dict:
     dec = decode_only(clip, frames)["fps"]
     seed = seed_way(clip, frames)["fps"]
     fps = {"frames": frames, "threads": threads, "decode_fps": dec, "seed_fps": seed, "variants": {}}
-    for name, o in FPS_VARIANTS.items():
+    for name, o in list(FPS_VARIANTS.items())[:2] if ctx.quick else FPS_VARIANTS.items():
         say(f"backends: 1080p pipeline, {name}")
         r = run_pipeline(clip, frames, overrides={**o, "inference.threads": threads})
         p = r["processing_fps"]
@@ -156,7 +160,7 @@ def backends(ctx: registry.Context) -> dict:
     out: dict = {"fps": fps, "startup": {}}
     clip720 = ctx.clips.get("720p")
     clip15 = ctx.clips.get("720p", fps=15)
-    for b in ("openvino", "opencv"):
+    for b in ("openvino",) if ctx.quick else ("openvino", "opencv"):
         with tempfile.TemporaryDirectory(dir=ctx.cache) as cold:
             cfgp = _config_file(ctx, f"startup-{b}", {"inference": {"backend": b, "cache_dir": cold}})
             say(f"backends: start-up on {b}, cold then warm cache")
@@ -166,8 +170,9 @@ def backends(ctx: registry.Context) -> dict:
             rs = run_streams(_WithConfig(ctx, cfgp), 1, clip15, 3.0 if ctx.quick else 10.0, 15.0, env=DECODER_ENV)
         out["startup"][b] = {"cold_s": c.get("total_s"), "warm_s": median([x.get("total_s") for x in w if x.get("total_s")]),
                              "warm_phases": w[-1], "rss_steady_mb": rs["rss_steady_mb"], "rss_peak_mb": rs["rss_peak_mb"]}
-    say("backends: cost per net")
-    out["nets"] = net_costs(10 if ctx.quick else 30)
+    if not ctx.quick:
+        say("backends: cost per net")
+        out["nets"] = net_costs(30)
     best = out["fps"]["variants"]["openvino, yunet (default)"]
     out["goals"] = {
         "pipeline_vs_seed_1080p_default": {"value": best["vs_seed"], "goal": 4.0, "met": best["vs_seed"] >= 4.0},
@@ -184,12 +189,14 @@ def render_density(d: dict) -> list:
     rows = []
     for k, v in d.get("variants", {}).items():
         best = next((t for t in v["trials"] if t["n"] == v["max_streams"]), {})
-        rows.append([k, v["max_streams"], best.get("drop_ratio"), best.get("min_stream_fps"),
+        rows.append([k, v["max_streams"], v.get("cpu_ms_per_frame"), v.get("streams_by_cpu"),
+                     best.get("drop_ratio"), best.get("min_stream_fps"),
                      best.get("rss_steady_mb"), best.get("rss_peak_mb"),
                      ", ".join(f"{t['n']}: {t['drop_ratio']:.1%}" for t in v["trials"])])
     return [f"720p 15 fps real time, {d.get('seconds_per_trial')} s per trial, decoder 1 thread per stream; "
             f"sustained = {d.get('criterion')}.",
-            table(["variant", "streams sustained", "drops at that n", "slowest stream fps",
+            table(["variant", "streams sustained", "CPU ms / frame (one stream)", "streams the CPU allows",
+                   "drops at that n", "slowest stream fps",
                    "RSS steady (MB)", "RSS peak (MB)", "trials (n: drops)"], rows)]
 
 
@@ -201,12 +208,12 @@ def density_backends(ctx: registry.Context) -> dict:
     a = ctx.a
     clip = ctx.clips.get("720p", fps=15)
     seconds = a.density_seconds or (3.0 if ctx.quick else 12.0)
-    limit = a.density_max or (3 if ctx.quick else 16)
+    limit = a.density_max or (2 if ctx.quick else 16)
     names = list(DENSITY_VARIANTS)[:1] if ctx.quick else list(DENSITY_VARIANTS)
     out = {"seconds_per_trial": seconds, "criterion": f"drops < {DENSITY_MAX_DROP:.0%} and every stream >= "
                                                       f"{DENSITY_MIN_FPS_RATIO:.0%} of 15 fps",
            "variants": {}}
-    start = 1 if ctx.quick else 10
+    start = 1 if ctx.quick else 6
     for name in names:
         cfgp = _config_file(ctx, f"density-{_slug(name)}", DENSITY_VARIANTS[name])
         c = _WithConfig(ctx, cfgp)
@@ -219,7 +226,45 @@ def density_backends(ctx: registry.Context) -> dict:
                 f"{'ok' if t['sustained'] else 'NOT sustained'}")
             return t["sustained"]
 
+        say(f"density [{name}]: CPU per frame of one stream")
+        cost = stream_cpu_ms(ctx, cfgp, clip, 60 if ctx.quick else 450)
+        est = round(_cores() * 1000 / (15 * cost["cpu_ms_per_frame"]), 1) if cost["cpu_ms_per_frame"] > 0 else None
+        say(f"  {cost['cpu_ms_per_frame']} ms CPU per frame: about {est} streams on {_cores()} cores")
         best = density_search(trial, start, limit)
         out["variants"][name] = {"config": DENSITY_VARIANTS[name], "max_streams": best,
+                                 "cpu_ms_per_frame": cost["cpu_ms_per_frame"], "streams_by_cpu": est,
                                  "trials": [trials[k] for k in sorted(trials)]}
     return out
+
+
+def stream_cpu_ms(ctx: registry.Context, cfgp, clip, frames: int = 450) -> dict:
+    """CPU time per frame of one ``run.py stream`` process (user + system, all its threads,
+    decode included) on ``clip`` looped, as fast as it goes, less the CPU of a 1-frame run
+    (start-up): the load-independent figure behind density. A box of C cores holds about
+    C * 1000 / (fps * cpu_ms) such streams."""
+    one = _cpu_run(ctx, cfgp, clip, 1)
+    many = _cpu_run(ctx, cfgp, clip, frames)
+    ms = (many["cpu_s"] - one["cpu_s"]) * 1000 / max(1, many["frames"] - one["frames"])
+    return {"frames": many["frames"], "startup_cpu_s": one["cpu_s"], "cpu_ms_per_frame": round(ms, 2)}
+
+
+def _cpu_run(ctx: registry.Context, cfgp, clip, frames: int) -> dict:
+    import json
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from bench.common import ROOT
+    with tempfile.TemporaryDirectory(dir=ctx.cache) as tmp:
+        summary = Path(tmp) / "s.json"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "run.py", "stream", "--config", str(cfgp), "--source", str(clip),
+                        "--max-frames", str(frames), "--loop", "--headless", "--camera", "cpu",
+                        "--summary-json", str(summary)], cwd=ROOT, env=dict(os.environ, **DECODER_ENV),
+                       capture_output=True, timeout=600, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        s = json.loads(summary.read_text())
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"frames": s.get("frames_processed") or frames, "cpu_s": cpu}

@@ -7,7 +7,9 @@ object is not built at all.
   prediction carries the boxes between (``Tracker.predict``), as DeepStream's ``interval`` and
   DL Streamer's ``inference-interval`` do. Detector cost falls by N; the price is boxes that
   lag a turning face, tracks confirmed N times later, and crossings/attributes seen only on
-  detected frames (measured in the bench: ``python run.py bench --only cadence``).
+  detected frames (measured in the bench: ``python run.py bench --only cadence``). A skipped
+  frame is not a miss, so ``tracker.max_misses`` counts detection passes: a lost face's track
+  coasts up to N x max_misses frames before it ends.
 - ``motion_gate``: a frame is detected only when something moved since the last detected
   frame or a track is live (as Frigate runs its detector only where there is motion). An
   empty, still scene then costs a 160x90 grey thumbnail per frame instead of a detection.
