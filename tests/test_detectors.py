@@ -146,3 +146,19 @@ def test_a_threshold_below_the_floor_returns_the_weaker_boxes(photos, kind):
         assert sum(1 for d in low if d.score >= det.low + SCORE_TOL) >= sum(
             1 for d in default if d.score >= det.low + SCORE_TOL)
     assert weak > 0
+
+
+def test_batch_conf_below_the_floor_reaches_the_single_image_path(photos):
+    # The path batch --conf and /analyze take: Analyzer.analyze(image, conf).
+    from streamer.core.analyze import Analyzer
+    inference.configure(backend="auto")
+    cfg = config.load(None, {"attributes.enabled": False})
+    an = Analyzer(cfg)
+    floor = cfg.detector.low_score_threshold
+    weak = 0
+    for img in photos[:20]:
+        faces = an.analyze(img, conf=0.05).faces
+        assert all(f.score >= 0.05 for f in faces)
+        weak += sum(1 for f in faces if f.score < floor)
+        assert all(f.score >= floor for f in an.analyze(img, conf=floor).faces)
+    assert weak > 0
