@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import count_events, video_path
+from conftest import count_events, missing, video_path
 from helpers.rtsp_server import RtspServer, StreamerProcess
 
 CLIP = "face_recognition__short_hamilton_clip.mp4"
@@ -141,11 +141,11 @@ def test_sigterm_while_loading_models_exits_0(tmp_path):
     from helpers import inotify
 
     if not inotify.available():
-        pytest.skip("inotify (Linux) is needed to catch the model load")
+        missing("inotify (Linux) is needed to catch the model load")
     models = tmp_path / "models"
     shutil.copytree(ROOT_MODELS, models, ignore=shutil.ignore_patterns("*.part", "fetch.py"))
     if not (models / "age-v1.onnx").exists():
-        pytest.skip("models/age-v1.onnx not fetched (run: python run.py models --fetch)")
+        missing("models/age-v1.onnx not fetched (run: python run.py models --fetch)")
     with inotify.OpenWatch(models) as watch:
         st = StreamerProcess(tmp_path, str(video_path(CLIP)), {"models_dir": str(models)},
                              "--realtime", "--loop")
