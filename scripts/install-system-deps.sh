@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real, only those missing.
 # mosquitto: MQTT broker; gstreamer + gst-rtsp-server + python3-gi: RTSP server;
-# xvfb + x11-apps/imagemagick-free screenshot via python: live window test; chromium: web page test.
+# xvfb + x11-utils (xwininfo) + ffmpeg (x11grab): live window test; chromium + chromium-driver:
+# web page test; openssl: MQTT TLS certificates; systemd: `systemd-analyze verify` of the unit.
+# Under CI=true a missing one fails its tests (tests/conftest.py), so this list is what CI needs.
 set -euo pipefail
 pkgs=(mosquitto xvfb python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
       gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
-      gstreamer1.0-libav gstreamer1.0-tools chromium chromium-driver ffmpeg x11-utils)
+      gstreamer1.0-libav gstreamer1.0-tools chromium chromium-driver ffmpeg x11-utils openssl
+      systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
