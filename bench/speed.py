@@ -152,7 +152,7 @@ def latency(ctx: registry.Context) -> dict:
         row["runs"] = len(runs)
         row["frames_in"] = runs[-1]["frames_in"]
         row["frames_processed"] = runs[-1]["frames_processed"]
-        row["frames_dropped"] = median([r["frames_dropped"] + r["frames_stale"] for r in runs])
+        row["frames_dropped"] = median([r["frames_dropped"] for r in runs])  # queue + stale
         row["processing_fps"] = median([r["processing_fps"] for r in runs])
         row["p95_runs"] = [r["latency_ms_p95"] for r in runs]
         rows[res] = row

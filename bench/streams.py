@@ -121,7 +121,7 @@ def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: 
         streams.append(s)
     ok = [s for s in streams if "error" not in s]
     fin = sum(s.get("frames_in", 0) for s in ok)
-    lost = sum(s.get("frames_dropped", 0) + s.get("frames_stale", 0) for s in ok)
+    lost = sum(s.get("frames_dropped", 0) for s in ok)  # queue + stale (one definition)
     fps_min = min((s.get("processing_fps", 0.0) for s in ok), default=0.0)
     drop = lost / fin if fin else 1.0
     if len(ok) == n:

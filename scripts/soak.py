@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             "fps": round((n - state["last_n"]) / (now - state["last_t"]), 2),
             "latency_ms_p50": round(pct(lat, 50) * 1000, 1),
             "latency_ms_p95": round(pct(lat, 95) * 1000, 1),
-            "frames_dropped": pipe.frames.dropped + pipe.results.dropped,
+            "frames_dropped": pipe.frames_dropped,  # queue + stale
             "frames_stale": pipe.frames_stale, "events": pipe.sinks.emitted,
             "stage_errors": pipe.stage_errors, "thread_restarts": pipe.thread_restarts,
             "reconnects": pipe.reconnects,
@@ -214,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"latency  p95 {v['latency_ms_p95_median']} ms (median of the interval p95s)")
     print(f"fds      {v['fds_after_warmup']} -> {v['fds_end']};  threads "
           f"{v['threads_after_warmup']} -> {v['threads_end']}")
-    print(f"frames   {summary['frames_processed']} processed, {summary['frames_dropped']} dropped, "
-          f"{summary['frames_stale']} stale; stage errors {summary['stage_errors']}, "
+    print(f"frames   {summary['frames_processed']} processed, {summary['frames_dropped']} dropped "
+          f"({summary['frames_stale']} of them stale); stage errors {summary['stage_errors']}, "
           f"thread restarts {summary['thread_restarts']}")
     print(f"csv      {csv_path}")
     return 0 if v["ok"] else 1

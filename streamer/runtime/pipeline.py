@@ -104,6 +104,16 @@ class Pipeline:
     def stats(self) -> Stats:
         return self._stats
 
+    @property
+    def frames_dropped(self) -> int:
+        """THE frames-dropped figure (README, Tests: "Frames dropped"), used by the summary,
+        Stats (overlay), the web status and /metrics: frames read from the source that were
+        never processed = dropped from the full capture queue (``frames.dropped``) + found
+        stale at inference (``frames_stale``). So ``frames_in = frames_processed +
+        frames_dropped + stage_errors + frames still queued``. Frames processed but not shown
+        (the result queue dropped them; their events went out) are ``frames_not_shown``."""
+        return self.frames.dropped + self.frames_stale
+
     def _spawn(self, name: str) -> None:
         t = threading.Thread(target=self._guard, args=(name,), name=name, daemon=True)
         self._threads[name] = t
@@ -191,7 +201,7 @@ class Pipeline:
             self.faces_seen_max = max(self.faces_seen_max, p.faces)
             self._stats = Stats(
                 frames_in=self.frames_in, frames_processed=self.frames_processed,
-                frames_dropped=self.frames.dropped + self.results.dropped,
+                frames_dropped=self.frames_dropped,
                 frames_stale=self.frames_stale, fps=self.fps_meter.tick(),
                 latency_ms=self._stats.latency_ms, faces=p.faces,
                 tracks=sum(1 for x in p.people if x.track.confirmed), reconnects=self.reconnects,
@@ -319,8 +329,10 @@ class Pipeline:
         return {
             "frames_in": self.frames_in,
             "frames_processed": n,
-            "frames_dropped": self.frames.dropped + self.results.dropped,
+            "frames_dropped": self.frames_dropped,  # = queue + stale: the one definition
+            "frames_dropped_queue": self.frames.dropped,
             "frames_stale": self.frames_stale,
+            "frames_not_shown": self.results.dropped,  # processed, events out, output skipped
             "processing_fps": round((n - 1) / busy, 1) if n > 1 and busy > 0 else 0.0,
             "wall_s": round(wall, 2),
             "startup_s": round((self.first_frame_at or self.started) - self.started, 3),

@@ -54,7 +54,7 @@ def status_json(cfg, p, stream: bool) -> dict:
             "source_up": bool(p.source_up), "fps": round(s.fps, 1), "faces": s.faces,
             "tracks": s.tracks, "counts": s.counts, "frames_in": p.frames_in,
             "frames_processed": p.frames_processed,
-            "frames_dropped": p.frames.dropped + p.results.dropped + p.frames_stale,
+            "frames_dropped": p.frames_dropped,  # queue + stale (Pipeline.frames_dropped)
             "latency_ms": round(s.latency_ms, 1), "last_frame_age_s": frame_age(p),
             "stream": stream}
 

@@ -76,10 +76,12 @@ class PipelineCollector(Collector):
         yield counter("streamer_frames_processed", "Frames through detection, tracking and attributes.",
                       p.frames_processed)
         dropped = CounterMetricFamily("streamer_frames_dropped",
-                                      "Frames skipped: queue = oldest dropped from a full queue, "
-                                      "stale = older than source.max_frame_age_s at inference.",
+                                      "Frames read but never processed (the reasons sum to the "
+                                      "frames_dropped of the summary and status): queue = oldest "
+                                      "dropped from the full capture queue, stale = older than "
+                                      "source.max_frame_age_s at inference.",
                                       labels=["camera", "reason"])
-        dropped.add_metric(cam + ["queue"], float(p.frames.dropped + p.results.dropped))
+        dropped.add_metric(cam + ["queue"], float(p.frames.dropped))
         dropped.add_metric(cam + ["stale"], float(p.frames_stale))
         yield dropped
         yield gauge("streamer_fps", "Processed frames per second (last 2 s).", stats.fps)

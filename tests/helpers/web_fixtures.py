@@ -195,7 +195,8 @@ def fake_pipeline(**over):
     stats = Stats(frames_in=100, frames_processed=90, fps=24.5, faces=2, tracks=1,
                   counts={"door": {"in": 3, "out": 1}})
     p = SimpleNamespace(frames_in=100, frames_processed=90, frames=SimpleNamespace(dropped=4),
-                        results=SimpleNamespace(dropped=1), frames_stale=5, reconnects=2,
+                        results=SimpleNamespace(dropped=1), frames_stale=5, frames_dropped=4 + 5,
+                        reconnects=2,
                         thread_restarts=0, stage_errors=1, latency=lat, stats=stats,
                         last_frame_mono=time.monotonic(), source_up=True,
                         sinks=SimpleNamespace(by_type={"start": 3, "end": 2}, errors={"jsonl": 0, "mqtt": 7}),
