@@ -66,7 +66,7 @@ def draw(img: np.ndarray, people: Iterable[Person], stats: Optional[Stats] = Non
             draw_box(img, t.box, TENTATIVE, "", thick, scale)
     if stats is not None:
         s = (f"{stats.fps:4.1f} fps  {stats.latency_ms:3.0f} ms  faces {stats.faces}  "
-             f"dropped {stats.frames_dropped + stats.frames_stale}")
+             f"dropped {stats.frames_dropped}")
         if stats.counts:
             s += "  " + "  ".join(f"{k} in {v.get('in', 0)} out {v.get('out', 0)}"
                                   for k, v in stats.counts.items())
