@@ -251,7 +251,8 @@
     const s = $("e-status");
     s.textContent = text;
     s.className = kind || "";
-    if (kind) s.dataset.save = kind;
+    // the hook names the outcome of the latest save only: "Saving …" clears the last one
+    if (kind) s.dataset.save = kind; else delete s.dataset.save;
   }
 
   function toPixels(points) {  // stored points are fractions when all <= 1 (the config's rule)
