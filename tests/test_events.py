@@ -98,3 +98,92 @@ def test_jsonl_sink_writes_valid_lines(tmp_path):
 def test_schema_rejects_bad_events(bad):
     with pytest.raises(jsonschema.ValidationError):
         validate(bad)
+
+
+# ---- exact payloads and boundaries (found by mutation testing: `make mutate`) -------------
+
+from streamer.core.events import attributes_payload  # noqa: E402
+
+
+def test_attributes_payload_rounds_as_the_schema_documents():
+    a = Attributes("female", 0.87654, 31.26, 24.44, 38.56, 0.123456, 3)
+    assert attributes_payload(a) == {
+        "gender": {"label": "female", "confidence": 0.877},
+        "age": {"years": 31.3, "low": 24.4, "high": 38.6, "range": "24-39", "confidence": 0.123},
+        "attributes_reason": None}
+    no_conf = attributes_payload(Attributes("male", 0.9, 30.0, 25.0, 35.0, None, 1))
+    assert no_conf["age"]["confidence"] is None
+    assert attributes_payload(None) == {"gender": None, "age": None,
+                                        "attributes_reason": "not classified yet"}
+    assert attributes_payload(Attributes(reason="face too blurred"))["attributes_reason"] == "face too blurred"
+
+
+def test_event_ids_count_from_one_per_run_and_runs_differ():
+    b = EventBuilder("door", run_id="abcd1234")
+    assert [b.make("start", 1.0, 0, {}).id for _ in range(2)] == ["abcd1234-00000001", "abcd1234-00000002"]
+    r1, r2 = EventBuilder("door").run_id, EventBuilder("door").run_id
+    assert r1 != r2 and len(r1) == len(r2) == 8 and int(r1, 16) >= 0
+    assert b.make("start", 1.0, 0, {}).clock == "wall"
+    assert EventBuilder("door", clock="media").make("start", 1.0, 0, {}).clock == "media"
+
+
+def test_person_payload_is_rounded():
+    b = EventBuilder("door")
+    (ev,) = upd(b, [Track(1, (10.4, 10.6, 50.5, 60.49), 0.87654, True, 5, 0, 0, 0)], {}, 100.0, 7)
+    assert ev.payload["box"] == [10, 11, 50, 60] and ev.payload["score"] == 0.877
+    (end,) = upd(b, [], {}, 100.12345, 8)
+    assert end.payload["dwell_s"] == 0.0  # no detection after the first: dwell stops there
+
+
+def test_people_started_counts_each_confirmed_track_once():
+    b = EventBuilder("door")
+    assert b.people_started == 0
+    upd(b, [tr(1, confirmed=False), tr(2), tr(3)], {}, 1.0, 0)
+    upd(b, [tr(1), tr(2), tr(3)], {}, 1.1, 1)
+    assert b.people_started == 3
+
+
+def test_a_tentative_track_does_not_hide_the_tracks_after_it():
+    b = EventBuilder("door")
+    evs = upd(b, [tr(1, confirmed=False), tr(2), tr(3)], {}, 1.0, 0)
+    # neither a tentative track nor a start ends the pass over the frame's tracks
+    assert [(e.type, e.payload["track_id"]) for e in evs] == [("start", 2), ("start", 3)]
+
+
+def test_attributes_known_at_start_are_not_reported_again():
+    b = EventBuilder("door", EventsConfig(update_min_interval_s=0.0))
+    (start,) = upd(b, [tr(1)], {1: MALE30}, 1.0, 0)
+    assert start.payload["gender"]["label"] == "male"
+    assert upd(b, [tr(1)], {1: MALE30}, 2.0, 1) == []  # the start already said it
+
+
+@pytest.mark.parametrize("age, material", [(34.0, True), (33.99, False)])
+def test_an_age_change_of_exactly_the_threshold_is_an_update(age, material):
+    b = EventBuilder("door", EventsConfig(update_min_interval_s=0.0, age_change_years=4.0))
+    upd(b, [tr(1)], {1: MALE30}, 1.0, 0)
+    evs = upd(b, [tr(1)], {1: Attributes("male", 0.9, age, age - 5, age + 5, 0.5, 4)}, 2.0, 1)
+    assert [e.type for e in evs] == (["update"] if material else [])
+
+
+@pytest.mark.parametrize("dt, due", [(5.0, True), (4.99, False)])
+def test_updates_wait_exactly_update_min_interval_s(dt, due):
+    b = EventBuilder("door", EventsConfig(update_min_interval_s=5.0))
+    upd(b, [tr(1)], {}, 100.0, 0)  # start, nothing known yet
+    evs = upd(b, [tr(1)], {1: MALE30}, 100.0 + dt, 1)
+    assert [e.type for e in evs] == (["update"] if due else [])
+
+
+def test_an_ended_track_forgets_its_attributes():
+    b = EventBuilder("door")
+    upd(b, [tr(1)], {1: MALE30}, 1.0, 0)
+    upd(b, [], {}, 2.0, 1)  # ends
+    (start,) = upd(b, [tr(1)], {}, 3.0, 2)  # an id seen again (after a reset) starts unknown
+    assert start.payload["gender"] is None
+
+
+def test_end_without_any_detection_uses_the_end_time():
+    b = EventBuilder("door")
+    coasting = Track(1, (10, 10, 50, 60), 0.9, True, 5, 2, 0, 0)  # missed: not detected
+    upd(b, [coasting], {}, 10.0, 0)
+    (end,) = b.end_all(12.5, 1)
+    assert end.payload["dwell_s"] == 2.5
