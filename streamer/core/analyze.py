@@ -30,7 +30,10 @@ class Analyzer:
         from streamer.core import attributes
 
         # Single images use their own detector (detector.image_kind): no frame budget here.
-        cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, kind=cfg.detector.image_kind))
+        d = cfg.detector
+        cfg = dataclasses.replace(cfg, detector=dataclasses.replace(
+            d, kind=d.image_kind, score_threshold=d.image_score_threshold,
+            low_score_threshold=min(d.low_score_threshold, d.image_score_threshold)))
         self.cfg = cfg
         self.detector = detector or app.build_detector(cfg)
         self.estimator = estimator
