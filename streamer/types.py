@@ -152,3 +152,4 @@ class Stats:
     reconnects: int = 0
     source_up: bool = True
     counts: dict = field(default_factory=dict)
+    zones: dict = field(default_factory=dict)  # zone -> people inside now

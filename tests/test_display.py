@@ -100,3 +100,49 @@ def test_display_window_shows_overlay_under_xvfb(xvfb, tmp_path):
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err[-2000:]
     assert "summary" in out
+
+
+def test_1080p_window_fits_a_1280x800_screen_and_keeps_its_aspect(tmp_path):
+    """A 1080p source on a 1280x800 screen (Xvfb): the first window is within the screen, has
+    the picture's aspect ratio, and stays resizable (WINDOW_NORMAL)."""
+    from streamer.media.output import fit_window
+    xvfb_bin = require_binary("Xvfb", package="xvfb")
+    require_binary("xwininfo", package="x11-utils")
+    require_binary("xdpyinfo", package="x11-utils")
+    ffmpeg = require_binary("ffmpeg", package="ffmpeg")
+    clip = tmp_path / "hd.mp4"
+    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(video_path("face_recognition__short_hamilton_clip.mp4")),
+                    "-vf", "scale=1920:1080", "-frames:v", "60", "-an", str(clip)], check=True, timeout=120)
+    n = _free_display()
+    xv = subprocess.Popen([xvfb_bin, f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    display = f":{n}"
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(f"/tmp/.X11-unix/X{n}").exists():
+            if time.monotonic() > deadline or xv.poll() is not None:
+                missing(f"Xvfb did not start on :{n} within 10 s")
+            time.sleep(0.05)
+        env = dict(os.environ, DISPLAY=display)
+        proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--source", str(clip), "--display",
+                                 "--realtime", "--loop"], env=env, cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            geo = None
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.5)
+                geo = _window_geometry(display)
+                if geo is not None and geo[2] > 200:
+                    break
+            assert geo is not None, "no window named 'streamer' appeared"
+            x, y, w, h = geo
+            assert w <= 1280 and h <= 800 and x + w <= 1280 and y + h <= 800, geo
+            assert abs(w / h - 16 / 9) < 0.03, geo  # the picture's aspect, not the screen's
+            assert (w, h) == fit_window((1920, 1080), (1280, 800)) or w >= 1000, geo
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=10)
+    finally:
+        xv.terminate()
+        xv.wait(5)

@@ -21,6 +21,7 @@ class Processed:
     events: tuple[Event, ...]
     faces: int  # detections at or above the detector's confidence threshold
     counts: dict = field(default_factory=dict)
+    zones: dict = field(default_factory=dict)  # zone -> people inside now (overlay)
 
 
 class Processor:
@@ -69,13 +70,14 @@ class Processor:
                 self.attributes.forget(tid)
         people = tuple(Person(t, self._attrs.get(t.id)) for t in tracks)
         events += self.events.update(people, frame.ts, frame.id)
-        counts = {}
+        counts, zones = {}, {}
         if self.counter is not None:
             events += self.counter.update(people, frame)
             counts = self.counter.counts()
+            zones = self.counter.snapshot()["zones"]
         faces = (sum(1 for d in dets if d.score >= self.detector.score_threshold) if run
                  else sum(1 for t in tracks if t.confirmed))
-        return Processed(people, tuple(events), faces, counts)
+        return Processed(people, tuple(events), faces, counts, zones)
 
     def outage(self, ts: float, frame_id: int) -> list[Event]:
         """The source went down: end every track cleanly; the next frame starts a new scene."""

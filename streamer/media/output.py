@@ -32,6 +32,39 @@ def check_display() -> None:
                             "xvfb-run), or use --headless")
 
 
+DEFAULT_SCREEN = (1280, 800)  # assumed when the screen cannot be asked (a common laptop size)
+SCREEN_SHARE = 0.9  # of the screen the first window size may take (title bar, panels)
+
+
+def screen_size(timeout: float = 2.0) -> tuple[int, int]:
+    """The X screen's size from ``xdpyinfo`` ("dimensions: 1280x800 pixels"), else
+    ``xrandr`` ("current 1280 x 800"), else ``DEFAULT_SCREEN``."""
+    import re
+    import shutil
+    import subprocess
+    for exe, pat in (("xdpyinfo", r"dimensions:\s+(\d+)x(\d+)"), ("xrandr", r"current (\d+) x (\d+)")):
+        path = shutil.which(exe)
+        if not path:
+            continue
+        try:
+            out = subprocess.run([path], capture_output=True, text=True, timeout=timeout).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        m = re.search(pat, out)
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    return DEFAULT_SCREEN
+
+
+def fit_window(image_wh: tuple[int, int], screen_wh: tuple[int, int],
+               share: float = SCREEN_SHARE) -> tuple[int, int]:
+    """First window size: the picture's aspect, at most ``share`` of the screen each way,
+    never larger than the picture itself."""
+    iw, ih = image_wh
+    k = min(1.0, share * screen_wh[0] / max(iw, 1), share * screen_wh[1] / max(ih, 1))
+    return max(1, int(iw * k)), max(1, int(ih * k))
+
+
 class VideoWriter:
     """mp4 (MPEG-4 Part 2, 'mp4v': the codec every opencv-python wheel can encode)."""
 
@@ -108,8 +141,8 @@ class OutputStage:
         self.lines = list(lines)
         if display:
             check_display()
-            # Resizable, aspect kept, no Qt toolbar: a monitoring wall shows the picture only.
-            cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+        # The window is created by the first show(), in the thread that shows: the stage may be
+        # built on a helper thread, and a Qt window made there never paints (nor resizes).
         self._sized = False
 
     @property
@@ -126,7 +159,12 @@ class OutputStage:
             self.mjpeg.put(image)
         if self.display:
             if not self._sized:
-                cv2.resizeWindow(WINDOW, image.shape[1], image.shape[0])
+                # Resizable, aspect kept, no Qt toolbar: a monitoring wall shows the picture only.
+                cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+                # Fit the screen on the first frame (a 1080p source on a 1280x800 laptop); the
+                # window stays resizable and keeps the aspect (WINDOW_NORMAL | KEEPRATIO).
+                w, h = fit_window((image.shape[1], image.shape[0]), screen_size())
+                cv2.resizeWindow(WINDOW, w, h)
                 self._sized = True
             cv2.imshow(WINDOW, image)
             key = cv2.waitKey(1) & 0xFF
@@ -136,14 +174,14 @@ class OutputStage:
 
     def poll(self) -> bool:
         """Keep the window responsive while no frame arrives; False when the user quits."""
-        if self.display:
+        if self.display and self._sized:
             return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
         return True
 
     def close(self) -> None:
         if self.writer:
             self.writer.close()
-        if self.display:
+        if self.display and self._sized:
             try:
                 cv2.destroyWindow(WINDOW)
                 cv2.waitKey(1)

@@ -205,7 +205,7 @@ class Pipeline:
                 frames_stale=self.frames_stale, fps=self.fps_meter.tick(),
                 latency_ms=self._stats.latency_ms, faces=p.faces,
                 tracks=sum(1 for x in p.people if x.track.confirmed), reconnects=self.reconnects,
-                source_up=self.source_up, counts=p.counts)
+                source_up=self.source_up, counts=p.counts, zones=p.zones)
             self.results.put(Result(frame, p, self._stats), self.stop_event)
         self._end_inference()
 

@@ -94,7 +94,8 @@ def build_pipeline(cfg: Config, mjpeg: Optional[LatestJpeg] = None, on_result=No
     source = sources.open_source(cfg.source)
     processor = build_processor(cfg)
     preload.join(10.0)
-    lines = processor.counter.draw_lines(source.size) if processor.counter is not None else ()
+    from streamer.media import overlay
+    lines = overlay.Geometry.of_counting(cfg.counting, source.size) if processor.counter is not None else ()
     output = OutputStage(cfg.output.video, source.fps or 25.0, cfg.output.display, mjpeg, lines)
     try:
         sinks = build_sinks(cfg, extra_sinks)
