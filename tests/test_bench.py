@@ -100,7 +100,7 @@ def test_unknown_section_is_a_one_line_error():
 
 # ---- the tool end to end ------------------------------------------------------------------
 
-OWN_SECTIONS = ("fps", "latency", "density", "resources", "attrcalls", "accuracy", "profile")
+OWN_SECTIONS = ("fps", "latency", "density", "resources", "attrcalls", "accuracy", "profile", "live")
 # The quick run takes under a minute on a quiet 2-core machine; a shared, loaded one can take
 # several times that, and the fixture's time counts against the first test using it.
 LONG = pytest.mark.timeout(1200)
@@ -164,6 +164,11 @@ def test_quick_bench_writes_well_formed_json(quick_run):
         # both detectors find faces in both sets; AP is the area under a precision-recall
         # curve that ends at the final recall, so it can never exceed it
         assert 0 < v["recall"] <= 1 and 0 < v["ap50"] <= v["recall"] + 1e-9, v
+    lv = s["live"]["data"]  # the figures the tests only bound at 10 s (bench/live.py)
+    for k in ("file_SIGTERM", "file_SIGINT", "sigterm_read_stuck", "outage_detected",
+              "outage_overhead", "restart_to_first_frame"):
+        assert lv[k]["n"] >= 1 and lv[k]["max_s"] >= lv[k]["p50_s"] and len(lv[k]["all_s"]) == lv[k]["n"], k
+    assert 0 < lv["file_SIGTERM"]["p50_s"] < 30 and 0 < lv["outage_detected"]["p50_s"] < 30
     prof = s["profile"]["data"]["360p"]
     assert {"decode", "detect", "track", "chips", "nets", "draw", "encode_jpeg"} <= set(prof["stages"])
 
