@@ -444,7 +444,10 @@ def test_real_boxes_are_upright_and_at_original_resolution(mixed_run):
     upright = _box(by_path["upright.jpg"])
     assert 60 - 20 <= upright[0] and upright[2] <= 260 + 20 and 40 - 20 <= upright[1]
     for name in ("rotated6.jpg", "rotated3.jpg"):  # same picture, turned by EXIF
-        assert np.abs(_box(by_path[name]) - upright).max() <= 4, (name, _box(by_path[name]), upright)
+        # Same pixels up to JPEG re-encoding: boxes agree within 8% of the face (CenterFace's box
+        # edges move a few px with compression noise); a wrong orientation misses by the face.
+        tol = 0.08 * max(upright[2] - upright[0], upright[3] - upright[1])
+        assert np.abs(_box(by_path[name]) - upright).max() <= tol, (name, _box(by_path[name]), upright)
         assert cv2.imread(str(out / name)).shape == (400, 640, 3)  # annotated upright
     big = _box(by_path["big.jpg"])  # analysed at 800 px, reported in the 1600 px original
     cx, cy = (big[0] + big[2]) / 2, (big[1] + big[3]) / 2
