@@ -14,7 +14,7 @@ import pytest
 
 from streamer import config, inference
 from streamer.core import detect
-from streamer.core.detectors import centerface, yunet
+from streamer.core.detectors import InputSizes, yunet
 from streamer.media import modelstore
 from streamer.types import Detection
 from conftest import data_path
@@ -91,9 +91,11 @@ def test_yunet_decoded_here_finds_what_face_detector_yn_finds(photos, backend):
     ref = cv2.FaceDetectorYN.create(str(modelstore.path_of(yunet.MODEL)), "", (320, 320),
                                     det.low, det.nms, 5000)
     matched = 0
+    sizes = InputSizes(detect.YUNET_STRIDE)  # the detector's padding decisions, replayed
     for img in photos:
-        # FaceDetectorYN sees the same downscaled copy the detector makes.
+        # FaceDetectorYN sees the same downscaled, padded copy the detector makes.
         small, sx, sy = detect._downscale(img, det.width, detect.YUNET_STRIDE)
+        small = sizes.pad(small)
         ref.setInputSize((small.shape[1], small.shape[0]))
         _, faces = ref.detect(small)
         theirs = [] if faces is None else [

@@ -23,7 +23,7 @@ import numpy as np
 
 from streamer import inference
 from streamer.config import DetectorConfig
-from streamer.core.detectors import STRIDE, downscale, pad_to, to_detections
+from streamer.core.detectors import STRIDE, InputSizes, downscale, to_detections
 from streamer.media import modelstore
 from streamer.types import Detection
 
@@ -72,6 +72,7 @@ class CenterFaceDetector:
         self.width = cfg.width
         self.min_face_px = cfg.min_face_px
         self._resized: dict = {}
+        self._sizes = InputSizes(STRIDE)
 
     @classmethod
     def load(cls, models_dir: Optional[Path], cfg: DetectorConfig,
@@ -82,7 +83,7 @@ class CenterFaceDetector:
     def detect(self, image: np.ndarray, min_score: Optional[float] = None) -> list[Detection]:
         h, w = image.shape[:2]
         small, sx, sy = downscale(image, self.width, STRIDE, self._resized)
-        padded = pad_to(small, STRIDE)
+        padded = self._sizes.pad(small)
         floor = self.low if min_score is None else min(self.low, min_score)
         boxes, scores, lms = decode(self.model.infer(padded[None]), floor, self.nms)
         return to_detections(boxes, scores, lms, sx, sy, w, h, self.min_face_px)

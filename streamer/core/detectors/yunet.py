@@ -20,7 +20,7 @@ import numpy as np
 
 from streamer import inference
 from streamer.config import DetectorConfig
-from streamer.core.detectors import STRIDE, downscale, pad_to, to_detections
+from streamer.core.detectors import STRIDE, InputSizes, downscale, to_detections
 from streamer.media import modelstore
 from streamer.types import Detection
 
@@ -51,6 +51,8 @@ def decode(outs: list[np.ndarray], size: tuple[int, int], floor: float, nms: flo
             a = np.arange(n)
             grid = np.stack([a % cols, a // cols], 1).astype(np.float32)
             if grids is not None:
+                if len(grids) >= 48:  # photos of many sizes: keep the memory bounded
+                    grids.clear()
                 grids[key] = grid
         g = grid[idx]  # (M, 2) = (col, row)
         bb = outs[k + 6].reshape(-1, 4)[idx]
@@ -80,7 +82,8 @@ class YuNetDetector:
         self.width = cfg.width
         self.min_face_px = cfg.min_face_px
         self._resized: dict = {}  # the stream's downscale buffer
-        self._grids: dict = {}
+        self._sizes = InputSizes(STRIDE)
+        self._grids: dict = {}  # anchor grids per input size (bounded in decode)
 
     @classmethod
     def load(cls, models_dir: Optional[Path], cfg: DetectorConfig) -> "YuNetDetector":
@@ -89,7 +92,7 @@ class YuNetDetector:
     def detect(self, image: np.ndarray, min_score: Optional[float] = None) -> list[Detection]:
         h, w = image.shape[:2]
         small, sx, sy = downscale(image, self.width, STRIDE, self._resized)
-        padded = pad_to(small, STRIDE)
+        padded = self._sizes.pad(small)
         floor = self.low if min_score is None else min(self.low, min_score)
         outs = self.model.infer(padded[None])
         boxes, scores, lms = decode(outs, padded.shape[:2], floor, self.nms, self._grids)
