@@ -24,6 +24,11 @@ class Walker:
     path: tuple[tuple[float, float], ...]  # face centre per frame
     start: int = 0  # first frame it is on screen
     size: int = 160  # face side in pixels
+    sizes: Optional[tuple[int, ...]] = None  # per frame (a face coming closer), overrides size
+    blur: Optional[tuple[float, ...]] = None  # per frame Gaussian sigma (motion, focus), 0 = sharp
+
+    def size_at(self, frame: int) -> int:
+        return self.sizes[frame - self.start] if self.sizes else self.size
 
     @property
     def end(self) -> int:
@@ -77,15 +82,25 @@ def background(video: Path, size: tuple[int, int]) -> np.ndarray:
 def write_clip(out: Path, faces_dir: Path, bg: np.ndarray, walkers: Sequence[Walker], fps: float,
                frames: Optional[int] = None) -> int:
     """Write the scene to ``out`` (mp4v); returns the number of frames written."""
-    crops = {}
-    for w in walkers:
-        if (w.name, w.size) not in crops:
-            img = cv2.imread(str(faces_dir / w.name), cv2.IMREAD_COLOR)
+    originals: dict[str, np.ndarray] = {}
+    crops: dict[tuple[str, int, float], np.ndarray] = {}
+    masks: dict[int, np.ndarray] = {}
+
+    def crop(name: str, size: int, sigma: float) -> np.ndarray:
+        if name not in originals:
+            img = cv2.imread(str(faces_dir / name), cv2.IMREAD_COLOR)
             if img is None:
-                raise RuntimeError(f"cannot read {faces_dir / w.name}")
-            crops[(w.name, w.size)] = cv2.resize(img, (w.size, w.size), interpolation=cv2.INTER_AREA
-                                                 ).astype(np.float32)
-    masks = {w.size: alpha(w.size) for w in walkers}
+                raise RuntimeError(f"cannot read {faces_dir / name}")
+            originals[name] = img
+        key = (name, size, sigma)
+        if key not in crops:
+            c = cv2.resize(originals[name], (size, size), interpolation=cv2.INTER_AREA)
+            if sigma > 0:
+                c = cv2.GaussianBlur(c, (0, 0), sigma)
+            crops[key] = c.astype(np.float32)
+        if size not in masks:
+            masks[size] = alpha(size)
+        return crops[key]
     n = frames if frames is not None else max(w.end for w in walkers)
     h, wd = bg.shape[:2]
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (wd, h))
@@ -97,7 +112,10 @@ def write_clip(out: Path, faces_dir: Path, bg: np.ndarray, walkers: Sequence[Wal
             for w in walkers:
                 p = w.at(f)
                 if p is not None:
-                    paste(img, crops[(w.name, w.size)], masks[w.size], *p)
+                    size = w.size_at(f)
+                    sigma = w.blur[f - w.start] if w.blur else 0.0
+                    c = crop(w.name, size, sigma)
+                    paste(img, c, masks[size], *p)
             writer.write(img)
     finally:
         writer.release()
