@@ -45,7 +45,7 @@ import pytest
 import yaml
 
 from bench.scenes import COUNT_FEMALE, COUNT_MALE
-from conftest import ROOT, data_path
+from conftest import ROOT, data_path, require_binary
 from helpers import face_scene
 from helpers.chromium import ARTIFACTS, click_at, start_browser, wait_for
 from helpers.web_fixtures import free_port
@@ -141,6 +141,9 @@ def _measure_rss(site: SiteRun) -> None:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
+    # Chromium first (skip locally / fail under CI=true, naming it) before a minute of site start-up
+    require_binary("chromium", "chromium-browser", "google-chrome", package="chromium")
+    require_binary("chromedriver", package="chromium-driver")
     faces_dir = data_path("agegender", "utkface_dev")
     bg = face_scene.background(data_path("video", "opencv__vtest_PETS09-S2L1_x264.mp4"), (W, H))
     tmp = tmp_path_factory.mktemp("site_e2e")
@@ -165,10 +168,15 @@ def site(tmp_path_factory):
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "site", "--config", str(cfg)],
                             cwd=tmp, stdout=subprocess.DEVNULL, stderr=err)
     run = SiteRun(tmp, proc, cfg, f"http://127.0.0.1:{port}")
+    def both_running():
+        c = run.cameras()
+        for n in ("door", "desk"):
+            if c and c[n]["status"] == "down" and c[n]["restarts"] >= 3:  # it will not get better
+                raise AssertionError(f"camera {n} down after {c[n]['restarts']} restarts: {c[n]['reason']}")
+        return c and all(c[n]["status"] == "running" and c[n]["last_frame_age_s"] is not None
+                         for n in ("door", "desk"))
     try:
-        _wait(lambda: (c := run.cameras()) and all(
-            c[n]["status"] == "running" and c[n]["last_frame_age_s"] is not None for n in ("door", "desk")),
-            START_S, "door and desk running", run)
+        _wait(both_running, START_S, "door and desk running", run)
         yield run
         _measure_rss(run)
         proc.send_signal(signal.SIGTERM)
