@@ -265,7 +265,7 @@ def test_chart_equals_the_store_and_csv(site, browser):
     b.js(redraw)
     assert wait_for(b, "document.getElementById('chart-hours').dataset.drawn", 30)
     q = b.js("return document.getElementById('c-csv').href").split("?", 1)[1]
-    for attempt in range(20):
+    for _ in range(20):
         # The clips keep crossing: read the store before and after the page draws, and compare
         # only when nothing was added in between (counts only grow).
         before = site.get("/api/counts?" + q)
@@ -277,7 +277,8 @@ def test_chart_equals_the_store_and_csv(site, browser):
                     "[r.getAttribute('class'), +r.dataset.value])")
         mix = b.js("const m = id => Object.fromEntries([...document.querySelectorAll('#' + id + ' rect')]"
                    ".map(r => [r.dataset.key, +r.dataset.value])); return [m('chart-gender'), m('chart-age')];")
-        totals = b.js("const s = document.getElementById('chart-hours'); return [+s.dataset.totalIn, +s.dataset.totalOut];")
+        totals = b.js("const s = document.getElementById('chart-hours');"
+                      "return [+s.dataset.totalIn, +s.dataset.totalOut];")
         csv_text = b.js_async("fetch(arguments[0]).then(r => r.text()).then(arguments[1])", href)
         after = site.get("/api/counts?" + q)
         if before == after:
