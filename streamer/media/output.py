@@ -138,7 +138,8 @@ class OutputStage:
         self.writer = VideoWriter(video, fps) if video else None
         self.display = display
         self.mjpeg = mjpeg
-        self.lines = list(lines)
+        # A counting ``overlay.Geometry`` (lines with in/out, zones), or old (p1, p2, name) tuples.
+        self.lines = lines if isinstance(lines, overlay.Geometry) else list(lines)
         if display:
             check_display()
         # The window is created by the first show(), in the thread that shows: the stage may be
