@@ -421,3 +421,76 @@ def test_counting_events_match_the_event_schema(tmp_path):
     assert types <= declared, types - declared  # every type emitted is declared in the schema
     for e in ev:
         jsonschema.validate(e.to_dict(), schema)
+
+
+# ---- exact schedule, labels and totals (found by mutation testing: `make mutate`) ----------
+
+from streamer.core.counting import last_reset, parse_reset  # noqa: E402
+
+
+@pytest.mark.parametrize("spec, at", [
+    ("never", None), ("daily@00:00", (0, 0)), ("daily@23:59", (23, 59)), ("daily@03:07", (3, 7)),
+])
+def test_parse_reset_accepts_the_whole_day(spec, at):
+    assert parse_reset(spec) == at
+
+
+@pytest.mark.parametrize("spec", ["daily@24:00", "daily@12:60", "daily@-1:00", "daily@00:-1",
+                                  "weekly@03:00", "03:00", "daily@3", "daily@aa:bb", ""])
+def test_parse_reset_refuses_anything_else_naming_it(spec):
+    with pytest.raises(ConfigError) as e:
+        parse_reset(spec)
+    assert repr(spec) in str(e.value) and "daily@HH:MM (00:00-23:59)" in str(e.value)
+
+
+def test_last_reset_is_the_latest_boundary_at_or_before_now():
+    at = (3, 30)
+    assert last_reset(local(2026, 6, 10, 3, 30), at) == local(2026, 6, 10, 3, 30)  # at: this one
+    assert last_reset(local(2026, 6, 10, 3, 30) + 59.5, at) == local(2026, 6, 10, 3, 30)
+    assert last_reset(local(2026, 6, 10, 3, 29) + 59.9, at) == local(2026, 6, 9, 3, 30)  # just before
+    assert last_reset(local(2026, 6, 10, 23, 0), at) == local(2026, 6, 10, 3, 30)
+
+
+def test_age_labels_for_whole_and_fractional_bins():
+    assert age_labels([13, 18.0, 65]) == ["0-12", "13-17", "18-64", "65+"]
+    assert age_labels([2.5, 10]) == ["0-<2.5", "2.5-9", "10+"]
+    assert age_labels([]) == ["0+"]
+
+
+def test_totals_add_up_per_gender_and_age(tmp_path):
+    c = counter(tmp_path, {"door": VLINE})
+    men = {i: Attributes("male", 0.9, 30.0, 25, 35, 0.6) for i in (1, 2, 3)}
+    men[3] = Attributes("female", 0.9, 70.0, 60, 80, 0.6)
+    # three in (two men of 25-34, one woman of 65+), then one of the men back out
+    play(c, [[trk(1, x), trk(2, x, 100), trk(3, x, 900)] for x in (400, 600)] + [[trk(1, 400)]],
+         attrs=men)
+    door = c.finish(3.0, 3)[-1].payload["lines"]["door"]
+    assert (door["in"], door["out"]) == (3, 1)
+    assert door["by_gender"]["in"] == {"male": 2, "female": 1, "unknown": 0}
+    assert door["by_gender"]["out"] == {"male": 1, "female": 0, "unknown": 0}
+    assert door["by_age"]["in"]["25-34"] == 2 and door["by_age"]["in"]["65+"] == 1
+    assert door["by_age"]["out"]["25-34"] == 1
+
+
+def test_zone_dwell_totals_over_two_visits(tmp_path):
+    c = counter(tmp_path, zones={"desk": SQUARE})
+    # track 1 inside t=1..3 (2 s), track 2 inside t=4..8 (4 s); track 3 inside from t=9
+    xs1 = [100, 300, 400, 700]
+    frames = [[trk(1, x, 400)] for x in xs1]
+    frames += [[trk(2, x, 400)] for x in (300, 400, 400, 400, 700)]
+    frames += [[trk(3, 300, 400)], [trk(3, 310, 400)]]
+    play(c, frames)
+    z = c.finish(10.5, 11)[-1].payload["zones"]["desk"]
+    # two visits done (2 s, 4 s); the third person is still inside at the summary
+    assert (z["visits"], z["dwell_total_s"], z["dwell_mean_s"], z["dwell_max_s"]) == (2, 6.0, 3.0, 4.0)
+    assert z["occupancy"] == 1 and z["inside"] == [{"track_id": 3, "dwell_s": 1.5}]
+
+
+def test_inside_dwell_is_measured_to_the_summary_time(tmp_path):
+    c = counter(tmp_path, zones={"desk": SQUARE}, summary_interval_s=2.0)
+    ev = play(c, [[trk(1, 100, 400)]] + [[trk(1, 300 + i, 400)] for i in range(4)])
+    summaries = [e for e in ev if e.type == "summary" and e.payload["reason"] == "interval"]
+    assert summaries, [e.type for e in ev]
+    last = summaries[-1]
+    (inside,) = last.payload["zones"]["desk"]["inside"]
+    assert inside == {"track_id": 1, "dwell_s": round(last.ts - 1.0, 3)}  # entered at t=1
