@@ -494,3 +494,50 @@ def test_inside_dwell_is_measured_to_the_summary_time(tmp_path):
     last = summaries[-1]
     (inside,) = last.payload["zones"]["desk"]["inside"]
     assert inside == {"track_id": 1, "dwell_s": round(last.ts - 1.0, 3)}  # entered at t=1
+
+
+def test_restore_brings_back_every_zone_total(tmp_path):
+    a = counter(tmp_path, zones={"desk": SQUARE})
+    play(a, [[trk(1, x, 400)] for x in (100, 300, 400, 700)])  # one 2 s visit
+    a.finish(4.0, 4)
+    z = counter(tmp_path, zones={"desk": SQUARE}).finish(5.0, 5)[-1].payload["zones"]["desk"]
+    assert (z["visits"], z["dwell_total_s"], z["dwell_max_s"], z["dwell_mean_s"]) == (1, 2.0, 2.0, 2.0)
+
+
+def test_restore_fills_labels_missing_from_an_older_state_with_zero(tmp_path):
+    a = counter(tmp_path, {"door": VLINE})
+    play(a, [[trk(1, x)] for x in (400, 600)], attrs={1: Attributes("male", 0.9, 30.0, 25, 35, 0.6)})
+    a.finish(2.0, 2)
+    f = tmp_path / "state" / "counts-cam.json"
+    st = json.loads(f.read_text())
+    del st["lines"]["door"]["by_gender"]["in"]["female"]  # a label an older version did not write
+    f.write_text(json.dumps(st))
+    door = counter(tmp_path, {"door": VLINE}).finish(3.0, 3)[-1].payload["lines"]["door"]
+    assert door["by_gender"]["in"] == {"male": 1, "female": 0, "unknown": 0}
+
+
+@pytest.mark.parametrize("restart_at, kept", [
+    ((2026, 6, 10, 2, 59), True),   # same period: continued
+    ((2026, 6, 10, 3, 0), False),   # the reset boundary passed while down: from zero
+])
+def test_a_state_from_before_the_last_reset_starts_from_zero(tmp_path, restart_at, kept):
+    clock = Clock(local(2026, 6, 10, 2, 0))
+    a = counter(tmp_path, {"door": VLINE}, clock=clock, reset="daily@03:00")
+    play(a, [[trk(1, x)] for x in (400, 600)], t0=clock.t)  # the period starts at the first frame
+    a.finish(clock.t, 2)
+    clock.t = local(*restart_at)
+    b = counter(tmp_path, {"door": VLINE}, clock=clock, reset="daily@03:00")
+    assert b.counts()["door"]["in"] == (1 if kept else 0)
+    s = b.finish(clock.t, 3)[-1].payload
+    if not kept:  # the new period starts at the boundary, and the zeroed state is written
+        assert s["period_start"] == EventBuilder("x").make("summary", local(2026, 6, 10, 3, 0), 0, {}).to_dict()["ts"]
+        assert json.loads((tmp_path / "state" / "counts-cam.json").read_text())["lines"]["door"]["in"] == 0
+
+
+def test_a_state_exactly_at_the_last_reset_is_continued(tmp_path):
+    clock = Clock(local(2026, 6, 10, 3, 0))  # the period starts exactly at the boundary
+    a = counter(tmp_path, {"door": VLINE}, clock=clock, reset="daily@03:00")
+    play(a, [[trk(1, x)] for x in (400, 600)], t0=clock.t)  # the period starts at the first frame
+    a.finish(clock.t, 2)
+    clock.t = local(2026, 6, 10, 4, 0)
+    assert counter(tmp_path, {"door": VLINE}, clock=clock, reset="daily@03:00").counts()["door"]["in"] == 1
