@@ -92,7 +92,12 @@ def build_pipeline(cfg: Config, mjpeg: Optional[LatestJpeg] = None, on_result=No
         check_display()
     preload = in_background(Tracker.warm_up)
     source = sources.open_source(cfg.source)
-    processor = build_processor(cfg)
+    # The detector is compiled for the source's frame size beside the attribute nets' loading,
+    # so the first frame does not pay for it (see detectors.prepare).
+    detector = build_detector(cfg)
+    warm = in_background(lambda: detect.prepare(detector, source.size))
+    processor = build_processor(cfg, detector=detector)
+    warm.join(10.0)
     preload.join(10.0)
     from streamer.media import overlay
     lines = overlay.Geometry.of_counting(cfg.counting, source.size) if processor.counter is not None else ()

@@ -94,6 +94,22 @@ class InputSizes:
         return pad_to(image, self.stride if size == self._first else BUCKET)
 
 
+def prepare(detector, frame_size: tuple[int, int]) -> None:
+    """Compile ``detector`` for a stream's frame size (w, h) now, at start-up, rather than on
+    its first frame (a live stream would drop frames meanwhile). Detectors without a
+    per-size model (or without ``prepare``) are left alone; a failure here only moves the
+    compile to the first frame."""
+    w, h = frame_size
+    fn = getattr(detector, "prepare", None)
+    if fn is None or w <= 0 or h <= 0:
+        return
+    try:
+        fn(np.zeros((h, w, 3), np.uint8))
+    except Exception as e:  # noqa: BLE001 - the first frame will compile and report
+        import logging
+        logging.getLogger(__name__).info("detector: no compile ahead of the first frame (%s)", e)
+
+
 def pad_to(image: np.ndarray, align: int) -> np.ndarray:
     """Zero-pad bottom and right up to multiples of ``align`` (what FaceDetectorYN does)."""
     h, w = image.shape[:2]

@@ -89,6 +89,10 @@ class YuNetDetector:
     def load(cls, models_dir: Optional[Path], cfg: DetectorConfig) -> "YuNetDetector":
         return cls(inference.load(modelstore.path_of(MODEL, models_dir), SPEC, OUTPUTS), cfg)
 
+    def prepare(self, frame: np.ndarray) -> None:
+        """Run once on a blank frame of the stream's size: compiles the net for it."""
+        self.detect(frame)
+
     def detect(self, image: np.ndarray, min_score: Optional[float] = None) -> list[Detection]:
         h, w = image.shape[:2]
         small, sx, sy = downscale(image, self.width, STRIDE, self._resized)
