@@ -113,7 +113,7 @@ def render(d: dict) -> list:
     out = []
     f = d.get("fps", {})
     if f:
-        out.append(f"1080p sample clip, {f.get('frames')} frames, {f.get('threads')} threads per "
+        out.append(f"1080p sample clip, {f.get('frames')} frames, median of {len(f.get('rounds', []))} interleaved rounds, {f.get('threads')} threads per "
                    f"process; decode-only {f.get('decode_fps')} fps, seed's way {f.get('seed_fps')} fps.")
         out.append(table(["backend, detector", "pipeline fps", "vs decode-only", "vs seed's way"],
                          [[k, v["pipeline_fps"], f"{v['vs_decode']:.0%}", f"{v['vs_seed']:.2f}x"]
@@ -146,17 +146,27 @@ def backends(ctx: registry.Context) -> dict:
     from bench.ways import decode_only, run_pipeline, seed_way
 
     clip = ctx.clips.get("1080p")
-    frames = ctx.max_frames or 600
+    frames = ctx.max_frames or 300
     threads = _cores()
-    say("backends: decode-only and the seed's way at 1080p")
-    dec = decode_only(clip, frames)["fps"]
-    seed = seed_way(clip, frames)["fps"]
-    fps = {"frames": frames, "threads": threads, "decode_fps": dec, "seed_fps": seed, "variants": {}}
-    for name, o in list(FPS_VARIANTS.items())[:2] if ctx.quick else FPS_VARIANTS.items():
-        say(f"backends: 1080p pipeline, {name}")
-        r = run_pipeline(clip, frames, overrides={**o, "inference.threads": threads})
-        p = r["processing_fps"]
-        fps["variants"][name] = {"pipeline_fps": p, "vs_decode": round(p / dec, 3), "vs_seed": round(p / seed, 2)}
+    names = list(FPS_VARIANTS)[:2] if ctx.quick else list(FPS_VARIANTS)
+    # Rounds interleave decode-only, the seed's way and every variant, and the ratios are taken
+    # within a round, then the median over rounds: on a shared machine the load drifts between
+    # runs far more than it does within one round.
+    rounds = []
+    for i in range(ctx.runs):
+        say(f"backends: 1080p round {i + 1}/{ctx.runs}: decode-only, seed's way, {len(names)} variants")
+        r = {"decode": decode_only(clip, frames)["fps"], "seed": seed_way(clip, frames)["fps"]}
+        for name in names:
+            o = FPS_VARIANTS[name]
+            r[name] = run_pipeline(clip, frames, overrides={**o, "inference.threads": threads})["processing_fps"]
+        rounds.append(r)
+    fps = {"frames": frames, "threads": threads, "rounds": rounds,
+           "decode_fps": median([r["decode"] for r in rounds]), "seed_fps": median([r["seed"] for r in rounds]),
+           "variants": {}}
+    for name in names:
+        fps["variants"][name] = {"pipeline_fps": median([r[name] for r in rounds]),
+                                 "vs_decode": round(median([r[name] / r["decode"] for r in rounds]), 3),
+                                 "vs_seed": round(median([r[name] / r["seed"] for r in rounds]), 2)}
     out: dict = {"fps": fps, "startup": {}}
     clip720 = ctx.clips.get("720p")
     clip15 = ctx.clips.get("720p", fps=15)
