@@ -20,7 +20,7 @@ tests_for() {
     counting) echo "tests/test_counting.py" ;;
     # align: the alignment tests of test_attributes.py (chips, transforms, view quality)
     align) echo "tests/test_align.py tests/test_attributes.py -k template_or_similarity_or_warp_or_pyramid_or_frontal_or_sharp_or_chip_or_align_or_bilinear_or_box_transform_or_zoom_or_quality_or_dlib_exact_or_face_chips" ;;
-    attributes) echo "tests/test_attributes.py" ;;
+    attributes) echo "tests/test_attributes.py tests/test_attributes_exact.py" ;;
     *) echo "mutate: unknown module $1 (track events counting align attributes)" >&2; exit 2 ;;
   esac
 }

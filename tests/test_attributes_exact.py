@@ -1,0 +1,136 @@
+"""streamer/core/attributes.py: the answer made from probabilities, the measured defaults per
+net set and detector, one batched forward (with the flip) -- exact values derived from the
+documented formulas, written to close the survivors of mutation testing (`make mutate`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamer.config import AttributesConfig
+from streamer.core import align, attributes, calibration
+from streamer.core.attributes import (CONFIDENCE_YEARS, DLIB_AGES, IDENTITY, LH_AGES,
+                                      AttributeEstimator, summarize)
+
+
+def one_hot(ages, year: float) -> np.ndarray:
+    p = np.zeros(len(ages.values))
+    p[int(np.argmin(np.abs(ages.values - year)))] = 1.0
+    return p
+
+
+def test_summarize_identity_is_the_nets_answer():
+    p = one_hot(DLIB_AGES, 30)
+    a = summarize(p, [0.25, 0.75], DLIB_AGES, 3)
+    assert (a.gender, a.gender_confidence, a.samples) == ("male", 0.75, 3)
+    assert a.age == 30.0 and a.age_low <= 30.0 <= a.age_high
+    assert a.age_confidence == 1.0  # all mass within +-5 years
+    # unnormalised gender scores are normalised first: (1, 3) is the same 0.75
+    assert summarize(p, [1.0, 3.0], DLIB_AGES, 1).gender_confidence == 0.75
+
+
+def test_summarize_gender_boundary_and_cap():
+    p = one_hot(DLIB_AGES, 30)
+    assert summarize(p, [0.5, 0.5], DLIB_AGES, 1).gender == "female"  # male only above 0.5
+    assert summarize(p, [0.0, 1.0], DLIB_AGES, 1).gender_confidence == calibration.MAX_CONFIDENCE
+    assert summarize(p, [0.0, 0.0], DLIB_AGES, 1).gender == "female"  # no division by zero
+
+
+def test_summarize_rounds_and_measures_age_confidence():
+    p = np.zeros(len(DLIB_AGES.values))
+    i20, i40 = int(np.argmin(np.abs(DLIB_AGES.values - 20))), int(np.argmin(np.abs(DLIB_AGES.values - 40)))
+    p[i20], p[i40] = 0.5, 0.5  # expected age 30; half the mass at 20, half at 40
+    a = summarize(p, [0.123456, 0.876544], DLIB_AGES, 2)
+    assert a.age == 30.0 and a.gender_confidence == 0.8765
+    # confidence: the mass within CONFIDENCE_YEARS of the expected age (30 +- 5): none here
+    want = DLIB_AGES.cdf(30 + CONFIDENCE_YEARS, p) - DLIB_AGES.cdf(30 - CONFIDENCE_YEARS, p)
+    assert a.age_confidence == round(want, 4) and a.age_confidence < 0.1
+    assert a.age_low == round(a.age_low, 1) and a.age_high == round(a.age_high, 1)
+    assert a.age_low <= 20.5 and a.age_high >= 39.5
+
+
+class RecordingNets:
+    """Returns fixed probabilities and records what it was given."""
+
+    ages = DLIB_AGES
+
+    def __init__(self):
+        self.calls = []
+
+    def forward(self, age, gender):
+        self.calls.append((age.copy(), gender if gender is age else gender.copy(), gender is age))
+        n = len(age)
+        pa = np.tile(one_hot(DLIB_AGES, 30), (n, 1))
+        pg = np.tile([0.2, 0.8], (n, 1))
+        pa[n // 2:] = one_hot(DLIB_AGES, 50) if self.flip_differs else pa[n // 2:]
+        return pa, pg
+
+    flip_differs = False
+
+
+def chips(n: int, same: bool):
+    img = np.random.default_rng(1).integers(0, 256, (120, 160, 3)).astype(np.uint8)
+    out = []
+    for i in range(n):
+        sizes = (64, 64) if same else (64, 32)
+        out.append(align.face_chips(img, (10 + 20 * i, 10, 70 + 20 * i, 70), None, sizes=sizes))
+    return out
+
+
+def test_probabilities_of_no_chips_are_empty_arrays_of_the_right_width():
+    est = AttributeEstimator(RecordingNets(), AttributesConfig())
+    pa, pg = est.probabilities([])
+    assert pa.shape == (0, len(DLIB_AGES.values)) and pg.shape == (0, 2)
+    assert pa.dtype == pg.dtype == np.float32 and est.forward_calls == 0
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_probabilities_flip_average_sends_mirrors_and_averages(same):
+    nets = RecordingNets()
+    nets.flip_differs = True
+    est = AttributeEstimator(nets, AttributesConfig(flip_average=True))
+    cs = chips(2, same)
+    pa, pg = est.probabilities(cs)
+    (age, gender, shared), = nets.calls
+    assert len(age) == 4 and shared == same  # one chip per net when both nets take one
+    np.testing.assert_array_equal(age[2], cs[0].age[:, ::-1])  # the mirror of the first face
+    if not same:
+        assert gender.shape == (4, 32, 32, 3)
+        np.testing.assert_array_equal(gender[3], cs[1].gender[:, ::-1])
+    # each face: the mean of its view and its mirror
+    np.testing.assert_allclose(pa[0], (one_hot(DLIB_AGES, 30) + one_hot(DLIB_AGES, 50)) / 2)
+    assert est.forward_calls == 1 and est.faces_classified == 2
+    np.testing.assert_allclose(est.last_probabilities[0], pa)
+
+
+def test_probabilities_without_flip_send_each_chip_once():
+    nets = RecordingNets()
+    est = AttributeEstimator(nets, AttributesConfig(flip_average=False))
+    est.probabilities(chips(3, False))
+    (age, gender, shared), = nets.calls
+    assert len(age) == 3 and len(gender) == 3 and not shared
+
+
+@pytest.mark.parametrize("kind", ["yunet", "centerface"])
+def test_defaults_for_the_dlib_nets_are_the_measured_ones(kind):
+    nets = RecordingNets()
+    spec, cal = attributes.defaults_for(nets, AttributesConfig(), kind)
+    opts = calibration.chip_options(kind)
+    assert spec.template is align.TEMPLATES[kind]
+    assert (spec.age_sampling, spec.gender_sampling, spec.age_zoom) == (
+        opts["age_sampling"], opts["gender_sampling"], opts["age_zoom"])
+    assert cal == calibration.load(kind, AttributesConfig().age_calibration)
+
+
+def test_defaults_for_an_unknown_detector_fall_back_to_yunets_template():
+    spec, _ = attributes.defaults_for(RecordingNets(), AttributesConfig(), "no-such-detector")
+    assert spec.template is align.TEMPLATE
+
+
+def test_defaults_for_other_nets_are_dlib_exact_and_identity():
+    class LH(RecordingNets):
+        ages = LH_AGES
+
+    spec, cal = attributes.defaults_for(LH(), AttributesConfig(), "yunet")
+    assert cal is IDENTITY
+    assert (spec.age_sampling, spec.gender_sampling, spec.age_zoom) == ("dlib", "dlib", 1.0)
