@@ -234,7 +234,6 @@ def cross_validate(cfg, folder: Path, limit: int = 0, k: int = FOLDS, detector=N
     """Held-out figures: raw, no age map and calibrated (the last through a fresh Analyzer
     per fold; the first two re-summarise the same flip-averaged probabilities, which the
     chips make deterministic)."""
-    from streamer.core import attributes
     from streamer.core.attribute_nets import DLIB_AGES
     from streamer.core.attributes import IDENTITY, summarize
     from streamer.runtime import wiring
@@ -265,7 +264,6 @@ def cross_validate(cfg, folder: Path, limit: int = 0, k: int = FOLDS, detector=N
            "gender_reliability": {name: reliability(held[name], raws) for name in ("raw", "calibrated")},
            "fold_fits": fits, "canvas": "crop centred on a 3x grey (128) canvas",
            "age_map_note": "the age map partly learns the dev set's age mix (UTKFace crop_part1)"}
-    del attributes
     return out
 
 
