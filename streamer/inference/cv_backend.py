@@ -54,7 +54,8 @@ class OpenCvModel:
     def infer(self, images: np.ndarray) -> list[np.ndarray]:
         s = self.spec
         if s.rgb or s.scale != 1.0 or any(s.mean):
-            blob = cv2.dnn.blobFromImages(list(images), s.scale, None, s.mean, s.rgb, False)
+            blob = cv2.dnn.blobFromImages(list(images), scalefactor=s.scale, mean=s.mean, swapRB=s.rgb,
+                                          crop=False)
         else:
             # Plain float NCHW: a transpose + cast is one numpy pass, cheaper than blobFromImages.
             blob = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
