@@ -401,3 +401,13 @@ def test_solver_loads_without_the_scipy_optimize_package(monkeypatch):
     r, c = solve(np.array([[0.1, 0.2], [0.2, 0.9]]))
     assert list(r) == [0, 1] and list(c) == [1, 0]
     assert track_mod._solver() is solve  # loaded once
+
+
+def test_cost_overlap_is_exact_at_the_edges():
+    tr = Tracker(TrackerConfig(iou_threshold=0.0), max_size_ratio=2.0)
+    a = [[0, 0, 10, 10]]
+    b = [[9.5, 0, 19.5, 10],  # 0.5 px of overlap: IoU 5 / 195
+         [12, 12, 22, 22],  # apart along both axes: no overlap at all (IoU 0, not positive)
+         [0, 0, 20, 20]]  # size ratio exactly 2: allowed; IoU 100 / 400
+    c = cost(tr, a, b, 0.0)[0]
+    assert c == pytest.approx([1 - 5 / 195, 1.0, 0.75])
