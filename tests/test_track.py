@@ -404,10 +404,11 @@ def test_solver_loads_without_the_scipy_optimize_package(monkeypatch):
 
 
 def test_cost_overlap_is_exact_at_the_edges():
-    tr = Tracker(TrackerConfig(iou_threshold=0.0), max_size_ratio=2.0)
+    tr = Tracker(TrackerConfig(iou_threshold=0.001), max_size_ratio=2.0)
     a = [[0, 0, 10, 10]]
     b = [[9.5, 0, 19.5, 10],  # 0.5 px of overlap: IoU 5 / 195
          [12, 12, 22, 22],  # apart along both axes: no overlap at all (IoU 0, not positive)
          [0, 0, 20, 20]]  # size ratio exactly 2: allowed; IoU 100 / 400
     c = cost(tr, a, b, 0.0)[0]
-    assert c == pytest.approx([1 - 5 / 195, 1.0, 0.75])
+    assert c[0] == pytest.approx(1 - 5 / 195) and c[2] == pytest.approx(0.75)
+    assert c[1] == track_mod._FORBIDDEN
