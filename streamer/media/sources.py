@@ -192,8 +192,8 @@ class VideoSource:
                                   "corrupt)")
             if self.start is None:
                 self.start = mediaclock.recording_start(p, getattr(self.cfg, "start_time", None))
-                log.info("%s: media clock starts at %s (%s)", redact(uri), iso_ms(self.start.ts),
-                         self.start.how)
+                log.debug("%s: media clock starts at %s (%s)", redact(uri), iso_ms(self.start.ts),
+                          self.start.how)
         with self._lock:
             if gen != self._gen:  # closed while we were opening: nobody wants this capture
                 cap.release()
