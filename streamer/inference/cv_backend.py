@@ -24,11 +24,22 @@ def _error_line(e: Exception) -> str:
 class OpenCvModel:
     backend = "opencv"
 
-    def __init__(self, net, spec: InputSpec, outputs: Sequence[str] = ()):
+    # OpenCV 4.x's DNN gives wrong answers when one Net is fed a new input size after another
+    # (measured: CenterFace's outputs drift further from the right ones with each new size;
+    # OpenCV 5 reshapes correctly). There a detector keeps one Net per input size (a stream has
+    # one; photos reuse the last few), loaded again from the file.
+    NETS_PER_SIZE = int(cv2.__version__.split(".")[0]) < 5
+    SIZES_KEPT = 3
+
+    def __init__(self, net, spec: InputSpec, outputs: Sequence[str] = (), reload=None):
         # ``net``: a cv2.dnn.Net, or anything with setInput/forward (tests wrap nets to count calls).
+        # ``reload``: makes a fresh Net (for one Net per input size, see NETS_PER_SIZE).
         self._net = net
         self.spec = spec
         self.outputs = tuple(outputs)
+        self._reload = reload if (self.NETS_PER_SIZE and not spec.batch) else None
+        self._by_size: dict = {}
+        self._loaded_net_used = False
         self._all: Optional[list[str]] = None
         self._pick: list[int] = []
 
@@ -49,7 +60,27 @@ class OpenCvModel:
             raise ModelError(f"cannot load {path} with OpenCV {cv2.__version__}: {_error_line(e)}") from None
         if net.empty():
             raise ModelError(f"cannot load {path}: OpenCV returned an empty net")
-        return cls(net, spec, outputs)
+        return cls(net, spec, outputs, reload=lambda: cls._read(path, config))
+
+    @staticmethod
+    def _read(path: Path, config: Optional[Path]):
+        if path.suffix == ".caffemodel":
+            return cv2.dnn.readNetFromCaffe(str(config), str(path))
+        if path.suffix == ".pb":
+            return cv2.dnn.readNetFromTensorflow(str(path), str(config) if config else "")
+        return cv2.dnn.readNet(str(path))
+
+    def _net_for(self, shape) -> object:
+        if self._reload is None:
+            return self._net
+        net = self._by_size.pop(shape, None)
+        if net is None:
+            net = self._reload() if self._loaded_net_used else self._net
+            self._loaded_net_used = True
+        self._by_size[shape] = net  # most recent last
+        while len(self._by_size) > self.SIZES_KEPT:
+            self._by_size.pop(next(iter(self._by_size)))
+        return net
 
     def infer(self, images: np.ndarray) -> list[np.ndarray]:
         s = self.spec
@@ -59,15 +90,16 @@ class OpenCvModel:
         else:
             # Plain float NCHW: a transpose + cast is one numpy pass, cheaper than blobFromImages.
             blob = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
-        self._net.setInput(blob)
+        net = self._net_for(images.shape[1:3])
+        net.setInput(blob)
         if not self.outputs:
-            return [self._net.forward()]
+            return [net.forward()]
         if self._all is None:
             # OpenCV 5's engine computes every output in one forward and wants them all named.
-            names = list(self._net.getUnconnectedOutLayersNames())
+            names = list(net.getUnconnectedOutLayersNames())
             missing = [n for n in self.outputs if n not in names]
             if missing:
                 raise ModelError(f"net has no output {missing[0]!r} (outputs: {', '.join(names)})")
             self._all, self._pick = names, [names.index(n) for n in self.outputs]
-        outs = self._net.forward(self._all)
+        outs = net.forward(self._all)
         return [outs[i] for i in self._pick]
