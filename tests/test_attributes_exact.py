@@ -134,3 +134,55 @@ def test_defaults_for_other_nets_are_dlib_exact_and_identity():
     spec, cal = attributes.defaults_for(LH(), AttributesConfig(), "yunet")
     assert cal is IDENTITY
     assert (spec.age_sampling, spec.gender_sampling, spec.age_zoom) == ("dlib", "dlib", 1.0)
+
+
+# ---- the per-track answer: a quality-weighted mean of the views ---------------------------
+
+import cv2  # noqa: E402
+
+from streamer.core.attributes import TrackAttributes  # noqa: E402
+from streamer.types import Track  # noqa: E402
+
+
+class AgeNets:
+    """Answers a sharp age distribution at ``self.age`` and ``p_male`` for every chip."""
+
+    ages = DLIB_AGES
+    chip_sizes = (64, 32)
+    chip_padding = 0.2
+
+    def __init__(self):
+        self.age, self.p_male = 30, 0.9
+
+    def forward(self, age_chips, gender_chips):
+        n = len(age_chips)
+        pa = np.tile(one_hot(DLIB_AGES, self.age), (n, 1)).astype(np.float32)
+        pg = np.tile([1 - self.p_male, self.p_male], (n, 1)).astype(np.float32)
+        return pa, pg
+
+
+def sharp_frame() -> np.ndarray:
+    img = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(img, (0, 0), 0.8)
+
+
+def face_track(box, frame: int) -> Track:
+    M = cv2.invertAffineTransform(align.box_transform(box, 64))
+    pts = align.TEMPLATE * 63 @ M[:, :2].T + M[:, 2]
+    return Track(1, tuple(float(v) for v in box), 0.9, True, 5, 0, 0, frame,
+                 tuple((float(x), float(y)) for x, y in pts))
+
+
+def test_equal_views_average_their_distributions():
+    nets = AgeNets()
+    ta = TrackAttributes(nets, AttributesConfig(reclassify_every=1), calibration=IDENTITY)
+    img, box = sharp_frame(), (100.0, 100.0, 200.0, 200.0)
+    answers = []
+    for f, (age, p) in enumerate([(20, 0.9), (40, 0.6), (50, 0.3)]):
+        nets.age, nets.p_male = age, p
+        answers.append(ta.estimate(img, [face_track(box, f)], f)[1])
+    assert [a.samples for a in answers] == [1, 2, 3]
+    assert answers[0].age == 20.0 and answers[1].age == 30.0
+    assert answers[2].age == pytest.approx((20 + 40 + 50) / 3, abs=0.05)
+    assert answers[1].gender_confidence == pytest.approx(0.75, abs=1e-3)
+    assert answers[2].gender == "male" and answers[2].gender_confidence == pytest.approx(0.6, abs=1e-3)
