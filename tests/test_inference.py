@@ -139,6 +139,17 @@ def test_bad_settings_are_refused():
 def test_threads_auto_is_the_cores_this_process_may_use():
     import os
     inference.configure(threads=0)
-    assert inference.thread_count() == len(os.sched_getaffinity(0))
+    assert inference.thread_count() == len(os.sched_getaffinity(0)) == cv2.getNumThreads()
     inference.configure(threads=1)
     assert inference.thread_count() == 1 and cv2.getNumThreads() == 1
+
+
+def test_threads_auto_follows_a_batch_workers_share():
+    inference.configure(threads=0)
+    cv2.setNumThreads(1)  # what the batch runner does in each of 2 workers on 2 cores
+    try:
+        assert inference.thread_count() == 1
+        m = inference.load(modelstore.path_of(GENDER_ONNX), DlibNets.SPEC, backend="openvino")
+        assert m.threads == 1
+    finally:
+        inference.configure(threads=0)

@@ -1,11 +1,12 @@
 """Backend choice, per-process settings and ``load``.
 
 Threads: a process runs one stream (or one batch worker), so the thread budget is per process.
-``threads: 0`` (auto) gives a process every core it may run on (``os.sched_getaffinity``):
-right for one stream per box. With N streams on a box, give each ``max(1, cores // N)``
-(``inference.threads``); batch workers get ``cores // workers`` from the batch runner. The same
-number goes to OpenVINO (``INFERENCE_NUM_THREADS`` per compiled model) and to OpenCV
-(``cv2.setNumThreads``, process-wide; it also drives resize and the other cv2 calls).
+``threads: 0`` (auto) follows the process's OpenCV budget: every core it may run on by
+default (right for one stream per box), ``cores // workers`` in a batch worker (the batch
+runner sets it). With N streams on a box, give each ``max(1, cores // N)``
+(``inference.threads``). The same number goes to OpenVINO (``INFERENCE_NUM_THREADS`` per
+compiled model) and to OpenCV (``cv2.setNumThreads``, process-wide; it also drives resize and
+the other cv2 calls).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def configure(backend: Optional[str] = None, threads: Optional[int] = None,
         _settings = new
     if threads is not None:
         import cv2
-        cv2.setNumThreads(thread_count())
+        cv2.setNumThreads(threads or _cores())
     return _settings
 
 
@@ -92,8 +93,16 @@ def settings() -> Settings:
 
 
 def thread_count() -> int:
+    """Threads for a net compiled now: ``inference.threads``, or with 0 (auto) the process's
+    OpenCV budget (``cv2.getNumThreads()``: every core by default, a batch worker's share of
+    the cores once the batch runner has set it, ``OPENCV_FOR_THREADS_NUM`` if given)."""
     if _settings.threads:
         return _settings.threads
+    import cv2
+    return max(1, cv2.getNumThreads())
+
+
+def _cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
