@@ -246,3 +246,14 @@ def test_final_gender_right_for_nearly_every_person(walk):
                     if ends[i]["gender"] and ends[i]["gender"]["label"] == walk["labels"][w.name]["gender"])
         assert right >= len(walk["walkers"]) - 1, (rt, [(walk["labels"][w.name]["gender"], ends[i]["gender"])
                                                          for i, w in enumerate(walk["walkers"])])
+
+
+@pytest.mark.models
+def test_live_sources_keep_the_wall_clock_files_and_folders_get_media(tmp_path):
+    from streamer import config
+    from streamer.runtime import wiring
+    for uri, clock in (("rtsp://cam.example/stream", "wall"), ("0", "wall"), ("http://cam.example/v.mjpg", "wall"),
+                       (str(tmp_path / "clip.mp4"), "media"), (str(tmp_path), "media")):
+        cfg = config.load(None, {"source.uri": uri, "attributes.enabled": False})
+        ev = wiring.build_processor(cfg).events.make("start", 0.0, 0, {}).to_dict()
+        assert ev["clock"] == clock, uri
