@@ -186,3 +186,36 @@ def test_equal_views_average_their_distributions():
     assert answers[2].age == pytest.approx((20 + 40 + 50) / 3, abs=0.05)
     assert answers[1].gender_confidence == pytest.approx(0.75, abs=1e-3)
     assert answers[2].gender == "male" and answers[2].gender_confidence == pytest.approx(0.6, abs=1e-3)
+
+
+def test_every_track_of_a_frame_is_considered_whatever_comes_before_it():
+    """An unconfirmed, a missed and a just-classified track earlier in the list never stop
+    the ones after them from being classified in the same frame."""
+    nets = AgeNets()
+    ta = TrackAttributes(nets, AttributesConfig(reclassify_every=1, max_per_frame=8),
+                         calibration=IDENTITY)
+    img = sharp_frame()
+    a, b, c = (20.0, 20.0, 120.0, 120.0), (200.0, 20.0, 300.0, 120.0), (400.0, 20.0, 500.0, 120.0)
+    tentative = Track(1, a, 0.9, False, 1, 0, 0, 0, face_track(a, 0).landmarks)
+    missed = Track(2, b, 0.9, True, 5, 1, 0, 0, None)
+    good1 = Track(3, c, 0.9, True, 5, 0, 0, 0, face_track(c, 0).landmarks)
+    good2 = Track(4, (20.0, 250.0, 120.0, 350.0), 0.9, True, 5, 0, 0, 0,
+                  face_track((20.0, 250.0, 120.0, 350.0), 0).landmarks)
+    out = ta.estimate(img, [tentative, missed, good1, good2], 0)
+    assert out[1].gender is None and out[1].reason == "track not confirmed yet"
+    assert out[2].gender is None and out[2].reason == "face not detected in this frame"
+    assert out[3].gender == "male" and out[4].gender == "male"  # both after them: classified
+
+
+def test_the_oldest_due_tracks_get_the_slots():
+    nets = AgeNets()
+    ta = TrackAttributes(nets, AttributesConfig(reclassify_every=1, max_per_frame=1),
+                         calibration=IDENTITY)
+    img = sharp_frame()
+    boxes = {5: (20.0, 20.0, 120.0, 120.0), 3: (200.0, 20.0, 300.0, 120.0)}
+    tracks = [Track(tid, bx, 0.9, True, 5, 0, 0, 0, face_track(bx, 0).landmarks) for tid, bx in boxes.items()]
+    out = ta.estimate(img, tracks, 0)  # both due since frame 0: the lower id first
+    assert out[3].gender == "male" and out[5].gender is None
+    assert out[5].reason == "waiting for a classification slot"
+    out = ta.estimate(img, tracks, 1)  # 5 has waited longest now
+    assert out[5].gender == "male"
