@@ -63,7 +63,10 @@ class DetectionCadence:
             if not moved and not live_tracks:
                 self.skipped_still += 1
                 return False
-            self._ref = self._grey.copy() if self._ref is None else np.copyto(self._ref, self._grey) or self._ref
+            if self._ref is None:
+                self._ref = self._grey.copy()
+            else:
+                np.copyto(self._ref, self._grey)  # this detected frame is the new reference
         return True
 
     def reset(self) -> None:

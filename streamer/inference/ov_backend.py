@@ -39,6 +39,11 @@ _core = None
 _core_lock = threading.Lock()
 
 
+def _first_line(e: Exception) -> str:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "streamer" / "openvino"
@@ -95,7 +100,7 @@ class OpenVinoModel:
             try:
                 self._model = self._core.read_model(str(self.path))
             except Exception as e:  # noqa: BLE001 - OpenVINO raises plain RuntimeErrors
-                raise ModelError(f"cannot load {self.path} with OpenVINO: {str(e).strip().splitlines()[0]}") from None
+                raise ModelError(f"cannot load {self.path} with OpenVINO: {_first_line(e)}") from None
         return self._model
 
     def _compile(self, nchw: Optional[list[int]]):
@@ -112,7 +117,7 @@ class OpenVinoModel:
             try:
                 compiled = self._core.import_model(blob.read_bytes(), "CPU", config)
             except Exception as e:  # noqa: BLE001 - a stale or torn blob: compile afresh
-                log.info("inference: ignoring cached %s (%s)", blob.name, str(e).strip().splitlines()[0])
+                log.info("inference: ignoring cached %s (%s)", blob.name, _first_line(e))
         if compiled is None:
             compiled = self._build(nchw, config)
             if blob is not None:
@@ -157,7 +162,7 @@ class OpenVinoModel:
         try:
             return self._core.compile_model(ppp.build(), "CPU", config)
         except Exception as e:  # noqa: BLE001
-            raise ModelError(f"cannot compile {self.path.name} with OpenVINO: {str(e).strip().splitlines()[0]}") from None
+            raise ModelError(f"cannot compile {self.path.name} with OpenVINO: {_first_line(e)}") from None
 
     def _request(self, h: int, w: int):
         if self._dynamic is not None and (self.spec.batch or (h, w) not in self._static):

@@ -63,10 +63,11 @@ def downscale(image: np.ndarray, width: int, align: int = 1,
         th = max(align, round(th / align) * align)
     dst = None
     if out is not None:
-        dst = out.get((th, tw, image.dtype.str, image.shape[2:]))
+        key = (th, tw, image.dtype.str, image.shape[2:])
+        dst = out.get(key)
         if dst is None:
             out.clear()  # one size at a time: a stream never changes size
-            dst = out[(th, tw, image.dtype.str, image.shape[2:])] = np.empty((th, tw) + image.shape[2:], image.dtype)
+            dst = out[key] = np.empty((th, tw) + image.shape[2:], image.dtype)
     # INTER_LINEAR: INTER_AREA is ~3x slower at 1080p and the detectors do not need its
     # anti-aliasing at a 3x reduction.
     small = cv2.resize(image, (tw, th), dst=dst, interpolation=cv2.INTER_LINEAR)
