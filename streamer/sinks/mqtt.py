@@ -323,6 +323,10 @@ class MqttSink:
         # paho logs "Client is not connected" at ERROR on every reconnect attempt; it says what
         # our throttled "cannot reach broker" line says, so it shares its once-a-minute budget.
         msg = record.getMessage()
+        if msg.startswith(("failed to receive on socket", "failed to send on socket")):
+            # The broker went away: handled (spooled, reconnecting), so a warning, not an error.
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
         if not msg.startswith("Client is not connected"):
             return True
         now = time.monotonic()
