@@ -529,6 +529,8 @@ def test_a_state_from_before_the_last_reset_starts_from_zero(tmp_path, restart_a
     b = counter(tmp_path, {"door": VLINE}, clock=clock, reset="daily@03:00")
     assert b.counts()["door"]["in"] == (1 if kept else 0)
     s = b.finish(clock.t, 3)[-1].payload
+    if kept:  # the restored period goes on from where it started, not from the restart
+        assert s["period_start"] == EventBuilder("x").make("summary", local(2026, 6, 10, 2, 0), 0, {}).to_dict()["ts"]
     if not kept:  # the new period starts at the boundary, and the zeroed state is written
         assert s["period_start"] == EventBuilder("x").make("summary", local(2026, 6, 10, 3, 0), 0, {}).to_dict()["ts"]
         assert json.loads((tmp_path / "state" / "counts-cam.json").read_text())["lines"]["door"]["in"] == 0
@@ -541,3 +543,13 @@ def test_a_state_exactly_at_the_last_reset_is_continued(tmp_path):
     a.finish(clock.t, 2)
     clock.t = local(2026, 6, 10, 4, 0)
     assert counter(tmp_path, {"door": VLINE}, clock=clock, reset="daily@03:00").counts()["door"]["in"] == 1
+
+
+def test_a_zone_added_since_the_state_was_written_starts_at_zero(tmp_path):
+    a = counter(tmp_path, zones={"desk": SQUARE})
+    play(a, [[trk(1, x, 400)] for x in (100, 300, 400, 700)])
+    a.finish(4.0, 4)
+    hall = [[0.7, 0.7], [0.9, 0.7], [0.9, 0.9], [0.7, 0.9]]
+    z = counter(tmp_path, zones={"desk": SQUARE, "hall": hall}).finish(5.0, 5)[-1].payload["zones"]
+    assert z["desk"]["visits"] == 1
+    assert (z["hall"]["visits"], z["hall"]["dwell_total_s"], z["hall"]["dwell_max_s"]) == (0, 0.0, 0.0)
