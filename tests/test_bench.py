@@ -161,9 +161,9 @@ def test_quick_bench_writes_well_formed_json(quick_run):
     det = s["accuracy"]["data"]["detection"]
     assert set(det) == {f"{ds}/{k}" for ds in ("face_mask_dev", "dlib_faces") for k in ("yunet", "ssd_tf")}
     for v in det.values():
-        # both detectors find faces in both sets; AP is the area under a precision-recall
-        # curve that ends at the final recall, so it can never exceed it
-        assert 0 < v["recall"] <= 1 and 0 < v["ap50"] <= v["recall"] + 1e-9, v
+        # both detectors find faces in both sets; AP50 is taken over every score down to the
+        # detector's floor, recall at the operating threshold, so neither bounds the other
+        assert 0 < v["recall"] <= 1 and 0 < v["ap50"] <= 1, v
     lv = s["live"]["data"]  # the figures the tests only bound at 10 s (bench/live.py)
     for k in ("file_SIGTERM", "file_SIGINT", "sigterm_read_stuck", "outage_detected",
               "outage_overhead", "restart_to_first_frame"):
