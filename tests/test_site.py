@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.waiting import wait_until as _wait
 from conftest import ROOT, video_path
 
 pytestmark = pytest.mark.timeout(240)
@@ -55,14 +56,6 @@ def _cam(clip: str, **extra) -> dict:
     return {"source": {"uri": str(video_path(clip)), "loop": True, "realtime": True}, **extra}
 
 
-def _wait(pred, timeout: float, what: str, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _store_rows(db: Path, sql: str, args=()) -> list:

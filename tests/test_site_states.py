@@ -19,20 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.waiting import wait_until as _wait
 from conftest import video_path
 from streamer.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def _wait(pred, timeout: float, what: str, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _pid_alive(pid: int) -> bool:
