@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 
 # Raw FFmpeg/OpenCV lines ("[tcp @ 0x...] Connection refused", "moov atom not found",
@@ -101,6 +100,7 @@ def _overrides(a: argparse.Namespace) -> dict:
 def cmd_stream(a: argparse.Namespace) -> int:
     from streamer.runtime import wiring as app
     from streamer.media.output import LatestJpeg
+    from streamer.runtime.signals import stop_on_signals
 
     import threading
 
@@ -110,14 +110,7 @@ def cmd_stream(a: argparse.Namespace) -> int:
     stop = threading.Event()
     running: list = []
 
-    def _stop(signum, _frame):
-        log.info("signal %d: stopping", signum)
-        stop.set()
-        for p in running:
-            p.stop()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(stop, "the stream", also=lambda: [p.stop() for p in running])
     _setup_logging("info")
     cfg = config_mod.load(a.config, _overrides(a))
     logging.getLogger().setLevel(cfg.log_level.upper())

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
 import time
 from typing import Optional
 
+from streamer.runtime.signals import stop_on_signals
 from streamer.runtime.site_store import StoreWriter
 from streamer.runtime.site_supervisor import Policy, Supervisor
 from streamer.runtime.site_view import CameraStatus
@@ -130,13 +130,7 @@ def run_cli(a: argparse.Namespace) -> int:
     if a.host or a.port:
         web_cfg = dataclasses.replace(web_cfg, **{k: v for k, v in (("host", a.host), ("port", a.port)) if v})
     stop = threading.Event()
-
-    def _stop(signum, _frame):
-        log.info("signal %d: stopping the site", signum)
-        stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(stop, "the site")
     site = Site(site_cfg)
     log.info("site %s: %d cameras (%s), store %s", site_cfg.path, len(site_cfg.cameras),
              ", ".join(site_cfg.cameras), site_cfg.store.path)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -86,19 +85,14 @@ def _receiver(conn: Connection, pipeline, snap, stop: threading.Event) -> None:
 def run(fd: int) -> int:
     from streamer.errors import StreamerError
     from streamer.runtime import wiring
+    from streamer.runtime.signals import stop_on_signals
     from streamer.runtime.site_channel import BestFaces, Outbox, SiteSink, SnapshotJpeg
 
     conn = Connection(fd)
     stop_requested = threading.Event()
     pipeline = None
 
-    def _on_signal(signum, _frame):
-        stop_requested.set()
-        if pipeline is not None:
-            pipeline.stop()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop_on_signals(stop_requested, also=lambda: pipeline is not None and pipeline.stop())
     if not conn.poll(30.0):
         print("error: no config from the site process", file=sys.stderr)
         return EXIT_START_FAILED

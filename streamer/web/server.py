@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from waitress import wasyncore
 from streamer import config as config_mod
 from streamer.config import Config
 from streamer.errors import StreamerError
+from streamer.runtime.signals import stop_on_signals
 from streamer.web.analyzers import AnalyzerPool  # noqa: F401  (re-exported for callers)
 from streamer.web.app import create_app
 from streamer.web.auth import warn_if_exposed
@@ -134,13 +134,7 @@ def run_cli(args: argparse.Namespace) -> int:
     warn_if_exposed(cfg)
     server = Server(create_app(cfg), cfg.web.host, cfg.web.port)
     stop = threading.Event()
-
-    def _stop(signum, _frame):
-        log.info("signal %d: stopping the web server", signum)
-        stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals(stop, "the web server")
     server.start()
     log.info("serving on %s (Ctrl-C stops)", server.url)
     print(f"serving on {server.url}", flush=True)

@@ -95,6 +95,38 @@ class InputSizes:
         return pad_to(image, self.stride if size == self._first else BUCKET)
 
 
+class GridDetector:
+    """A fully convolutional detector (YuNet, CenterFace): downscale to ``detector.width``, pad
+    to the stride, one inference, a net-specific ``_decode`` of its output maps, boxes mapped
+    back to the frame. Subclasses set ``model`` through this constructor and implement
+    ``_decode(outs, input_hw, floor) -> (xyxy, scores, landmarks)`` in input pixels."""
+
+    def __init__(self, model, cfg: DetectorConfig = DetectorConfig()):
+        self.model = model
+        self.score_threshold = cfg.score_threshold
+        self.low = cfg.low_score_threshold
+        self.nms = cfg.nms_threshold
+        self.width = cfg.width
+        self.min_face_px = cfg.min_face_px
+        self._resized: dict = {}  # the stream's downscale buffer
+        self._sizes = InputSizes(STRIDE)
+
+    def _decode(self, outs: list, input_hw: tuple[int, int], floor: float):
+        raise NotImplementedError
+
+    def prepare(self, frame: np.ndarray) -> None:
+        """Run once on a blank frame of the stream's size: compiles the net for it."""
+        self.detect(frame)
+
+    def detect(self, image: np.ndarray, min_score: Optional[float] = None) -> list[Detection]:
+        h, w = image.shape[:2]
+        small, sx, sy = downscale(image, self.width, STRIDE, self._resized)
+        padded = self._sizes.pad(small)
+        floor = self.low if min_score is None else min(self.low, min_score)
+        boxes, scores, lms = self._decode(self.model.infer(padded[None]), padded.shape[:2], floor)
+        return to_detections(boxes, scores, lms, sx, sy, w, h, self.min_face_px)
+
+
 def prepare(detector, frame_size: tuple[int, int]) -> None:
     """Compile ``detector`` for a stream's frame size (w, h) now, at start-up, rather than on
     its first frame (a live stream would drop frames meanwhile). Detectors without a

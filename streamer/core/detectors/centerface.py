@@ -23,9 +23,8 @@ import numpy as np
 
 from streamer import inference
 from streamer.config import DetectorConfig
-from streamer.core.detectors import STRIDE, InputSizes, downscale, to_detections
+from streamer.core.detectors import GridDetector
 from streamer.media import modelstore
-from streamer.types import Detection
 
 MODEL = "centerface.onnx"
 OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
@@ -63,31 +62,12 @@ def decode(outs: list[np.ndarray], floor: float, nms: float) -> tuple[np.ndarray
     return boxes, sc.astype(np.float32), pts.astype(np.float32)
 
 
-class CenterFaceDetector:
-    def __init__(self, model: inference.Model, cfg: DetectorConfig = DetectorConfig()):
-        self.model = model
-        self.score_threshold = cfg.score_threshold
-        self.low = cfg.low_score_threshold
-        self.nms = cfg.nms_threshold
-        self.width = cfg.width
-        self.min_face_px = cfg.min_face_px
-        self._resized: dict = {}
-        self._sizes = InputSizes(STRIDE)
+class CenterFaceDetector(GridDetector):
+    def _decode(self, outs, input_hw, floor):
+        return decode(outs, floor, self.nms)
 
     @classmethod
     def load(cls, models_dir: Optional[Path], cfg: DetectorConfig,
              spec: Optional[inference.InputSpec] = None) -> "CenterFaceDetector":
         # ``spec``: another channel order, for the bench's check of which one the net wants.
         return cls(inference.load(modelstore.path_of(MODEL, models_dir), spec or SPEC, OUTPUTS), cfg)
-
-    def prepare(self, frame: np.ndarray) -> None:
-        """Run once on a blank frame of the stream's size: compiles the net for it."""
-        self.detect(frame)
-
-    def detect(self, image: np.ndarray, min_score: Optional[float] = None) -> list[Detection]:
-        h, w = image.shape[:2]
-        small, sx, sy = downscale(image, self.width, STRIDE, self._resized)
-        padded = self._sizes.pad(small)
-        floor = self.low if min_score is None else min(self.low, min_score)
-        boxes, scores, lms = decode(self.model.infer(padded[None]), floor, self.nms)
-        return to_detections(boxes, scores, lms, sx, sy, w, h, self.min_face_px)

@@ -20,9 +20,8 @@ import numpy as np
 
 from streamer import inference
 from streamer.config import DetectorConfig
-from streamer.core.detectors import STRIDE, InputSizes, downscale, to_detections
+from streamer.core.detectors import GridDetector
 from streamer.media import modelstore
-from streamer.types import Detection
 
 MODEL = "face_detection_yunet_2026may.onnx"
 STRIDES = (8, 16, 32)
@@ -73,31 +72,14 @@ def decode(outs: list[np.ndarray], size: tuple[int, int], floor: float, nms: flo
     return xyxy, sc, lm
 
 
-class YuNetDetector:
+class YuNetDetector(GridDetector):
     def __init__(self, model: inference.Model, cfg: DetectorConfig = DetectorConfig()):
-        self.model = model
-        self.score_threshold = cfg.score_threshold
-        self.low = cfg.low_score_threshold
-        self.nms = cfg.nms_threshold
-        self.width = cfg.width
-        self.min_face_px = cfg.min_face_px
-        self._resized: dict = {}  # the stream's downscale buffer
-        self._sizes = InputSizes(STRIDE)
+        super().__init__(model, cfg)
         self._grids: dict = {}  # anchor grids per input size (bounded in decode)
+
+    def _decode(self, outs, input_hw, floor):
+        return decode(outs, input_hw, floor, self.nms, self._grids)
 
     @classmethod
     def load(cls, models_dir: Optional[Path], cfg: DetectorConfig) -> "YuNetDetector":
         return cls(inference.load(modelstore.path_of(MODEL, models_dir), SPEC, OUTPUTS), cfg)
-
-    def prepare(self, frame: np.ndarray) -> None:
-        """Run once on a blank frame of the stream's size: compiles the net for it."""
-        self.detect(frame)
-
-    def detect(self, image: np.ndarray, min_score: Optional[float] = None) -> list[Detection]:
-        h, w = image.shape[:2]
-        small, sx, sy = downscale(image, self.width, STRIDE, self._resized)
-        padded = self._sizes.pad(small)
-        floor = self.low if min_score is None else min(self.low, min_score)
-        outs = self.model.infer(padded[None])
-        boxes, scores, lms = decode(outs, padded.shape[:2], floor, self.nms, self._grids)
-        return to_detections(boxes, scores, lms, sx, sy, w, h, self.min_face_px)
