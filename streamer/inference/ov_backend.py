@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 STATIC_SIZES = 2
 _core = None
+# One inference at a time per process. Two web analyzer threads inferring at once (each on its
+# own request) hung for good inside OpenVINO's Python data dispatch on a fresh clone's warm-up;
+# each call already uses every thread it is given, so serialising costs little on this box.
+_INFER_LOCK = threading.Lock()
 _core_lock = threading.Lock()
 
 
@@ -178,6 +182,7 @@ class OpenVinoModel:
     def infer(self, images: np.ndarray) -> list[np.ndarray]:
         if not images.flags.c_contiguous:
             images = np.ascontiguousarray(images)
-        req = self._request(images.shape[1], images.shape[2])
-        req.infer({0: images}, share_inputs=True)
-        return [req.get_output_tensor(i).data for i in self._out_idx]
+        with _INFER_LOCK:
+            req = self._request(images.shape[1], images.shape[2])
+            req.infer({0: images}, share_inputs=True)
+            return [req.get_output_tensor(i).data for i in self._out_idx]
