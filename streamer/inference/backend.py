@@ -47,11 +47,9 @@ class Model(Protocol):
     backend: str  # "openvino" | "opencv"
 
     def infer(self, images: np.ndarray) -> list[np.ndarray]:
-        """uint8 BGR N x H x W x 3 -> the outputs asked for at load, in that order.
-
-        OpenVINO outputs are views into the model's own buffers, valid until the next
-        ``infer`` call on the same model (no copy on the hot path): copy what you keep.
-        """
+        """uint8 BGR N x H x W x 3 -> the outputs asked for at load, in that order (arrays
+        the caller owns). An OpenVINO model is safe to call from any thread (``load`` hands
+        every caller in the process the same one); an OpenCV model belongs to one thread."""
         ...
 
 
@@ -111,7 +109,8 @@ def _cores() -> int:
 
 def openvino_available() -> bool:
     try:
-        import openvino  # noqa: F401
+        from streamer.inference.ov_backend import runtime
+        runtime()  # the extension alone: what a warm start needs (see ov_backend)
         return True
     except Exception:  # noqa: BLE001 - an import that fails in any way means "not here"
         return False
@@ -140,6 +139,7 @@ def active_backend() -> str:
 # uint8-quantised res10 TensorFlow graph (its Dequantize consts have no conversion rule).
 _OPENCV_ONLY = (".caffemodel", ".pb")
 _said_fallback: set[str] = set()
+_shared: dict = {}  # OpenVINO models by file, spec, outputs, threads and cache folder
 
 
 def load(path: Path, spec: InputSpec, outputs: Sequence[str] = (), *, config: Optional[Path] = None,
@@ -159,6 +159,17 @@ def load(path: Path, spec: InputSpec, outputs: Sequence[str] = (), *, config: Op
         chosen = "opencv"
     if chosen == "openvino":
         from streamer.inference.ov_backend import OpenVinoModel
-        return OpenVinoModel(path, spec, tuple(outputs), thread_count(), _settings.cache_dir)
+        # One compiled copy per process: OpenVINO runs one inference at a time per process
+        # anyway (ov_backend._INFER_LOCK), so a second copy (web analyzer workers, several
+        # cameras in one process) would cost its memory (~40 MB for the age net) for nothing.
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, spec, tuple(outputs), thread_count(),
+               _settings.cache_dir)
+        with _lock:
+            model = _shared.get(key)
+            if model is None:
+                model = _shared[key] = OpenVinoModel(path, spec, tuple(outputs), thread_count(),
+                                                     _settings.cache_dir)
+        return model
     from streamer.inference.cv_backend import OpenCvModel
     return OpenCvModel.from_files(path, spec, tuple(outputs), config)
