@@ -62,8 +62,11 @@ def _setup_logging(level: str) -> None:
 def _stream_parser(sub) -> None:
     p = sub.add_parser("stream", help="process a live or recorded video source (default)")
     p.add_argument("--config", help="YAML config (default config/default.yaml)")
-    p.add_argument("--source", help="webcam index, video file, folder of images, rtsp:// or http(s):// URL")
-    p.add_argument("--camera", help="camera name used in events and MQTT topics")
+    p.add_argument("--source", action="append",
+                   help="webcam index, video file, folder of images, rtsp:// or http(s):// URL; repeat "
+                        "it to run several cameras in this one process, sharing one copy of the nets")
+    p.add_argument("--camera", action="append",
+                   help="camera name used in events and MQTT topics (one per --source)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--display", dest="display", action="store_const", const=True,
                    help="show a live window (q or Esc quits)")
@@ -90,8 +93,12 @@ def _stream_parser(sub) -> None:
     p.add_argument("--summary-json", help="also write the end-of-run summary to this file")
 
 
-def _overrides(a: argparse.Namespace) -> dict:
+def _overrides(a: argparse.Namespace, i: int = 0) -> dict:
+    """Config overrides from the flags; ``i``: which ``--source`` / ``--camera`` (repeatable)."""
     o = {key: getattr(a, flag, None) for flag, key in STREAM_FLAGS.items()}
+    for flag in ("source", "camera"):
+        v = o[STREAM_FLAGS[flag]]
+        o[STREAM_FLAGS[flag]] = v[i] if isinstance(v, list) else v
     if getattr(a, "mqtt", None):
         o["mqtt.enabled"] = True
     return o
@@ -112,6 +119,8 @@ def cmd_stream(a: argparse.Namespace) -> int:
 
     stop_on_signals(stop, "the stream", also=lambda: [p.stop() for p in running])
     _setup_logging("info")
+    if a.source and len(a.source) > 1:
+        return _stream_several(a, stop, running)
     cfg = config_mod.load(a.config, _overrides(a))
     logging.getLogger().setLevel(cfg.log_level.upper())
     mjpeg = LatestJpeg() if a.serve else None
@@ -136,6 +145,47 @@ def cmd_stream(a: argparse.Namespace) -> int:
     if a.summary_json:
         with open(a.summary_json, "w") as f:
             json.dump(summary, f, indent=2)
+    return 0
+
+
+def _stream_several(a: argparse.Namespace, stop, running: list) -> int:
+    """Several ``--source`` in one process (``runtime.multi``): headless, no server or video."""
+    from streamer.runtime import multi
+    from streamer.runtime import wiring as app
+
+    n = len(a.source)
+    for flag, on in (("--display", a.display), ("--serve", a.serve), ("--output", a.output)):
+        if on:
+            raise StreamerError(f"{flag} takes one --source; to watch several cameras run a site "
+                                "(run.py site)")
+    if a.camera and len(a.camera) != n:
+        raise StreamerError(f"give one --camera per --source ({n}) or none, got {len(a.camera)}")
+    cfgs = []
+    for i in range(n):
+        cfg = config_mod.load(a.config, _overrides(a, i))
+        cfgs.append(cfg if a.camera else config_mod.replace(cfg, camera=f"{cfg.camera}-{i + 1}"))
+    logging.getLogger().setLevel(cfgs[0].log_level.upper())
+    names = [c.camera for c in cfgs]
+    if len(set(names)) != n:
+        raise StreamerError(f"camera names must differ, got {', '.join(names)}")
+    for cfg in cfgs:
+        p = app.build_pipeline_unless_stopped(cfg, stop)
+        if p is None:
+            break
+        running.append(p)
+    if stop.is_set() or len(running) < n:
+        for p in running:
+            p.stop()
+        log.info("stopped before the streams started")
+        return 0
+    log.info("streaming %d cameras in one process: %s", n, ", ".join(names))
+    summaries = multi.run_all(running, stop)
+    out = sys.stderr if cfgs[0].events.stdout else sys.stdout
+    for cfg, s in zip(cfgs, summaries):
+        print(f"camera {cfg.camera}\n{format_summary(s, cfg)}", file=out)
+    if a.summary_json:
+        with open(a.summary_json, "w") as f:
+            json.dump({c.camera: s for c, s in zip(cfgs, summaries)}, f, indent=2)
     return 0
 
 
