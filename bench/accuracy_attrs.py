@@ -11,6 +11,10 @@ uses it. Those held-out answers are the figures reported and tested; the shipped
 fitted on all dev faces (``scripts/fit_calibration.py``), so its own figures on dev would be
 optimistic and are not reported as accuracy.
 
+Single images pair the detector's landmarks with a second detector's for the gender chip when
+the shipped file has that pair (``attributes.pair_for``; ``pair=None`` measures the detector
+alone, the chips a stream's views get); the pair is fitted and scored as its own entry.
+
 Reported per variant: faces found, gender accuracy, gender ECE (10 bins), age MAE, age-range
 coverage and median width. ``raw`` = the nets as they are (10th-90th percentile range, no
 temperature); ``no age map`` = ``attributes.age_calibration: false`` (range and temperature
@@ -85,16 +89,35 @@ def for_kind(cfg, kind: str):
     return dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, **d))
 
 
-def analyzer(cfg, detector=None, nets=None, calibration=None, chips=None):
-    """An Analyzer as batch/web build it, with an injected calibration (None = the shipped)."""
+AUTO = "auto"
+
+
+def pair_kind(cfg, nets, pair=AUTO):
+    """The pair detector kind an Analyzer uses for ``cfg``'s single-image detector: ``AUTO`` =
+    the shipped choice (``attributes.pair_for``), None = none, else that kind."""
+    from streamer.core import attributes
+    return attributes.pair_for(nets, image_kind(cfg)) if pair == AUTO else pair
+
+
+def pair_detector_for(cfg, pair):
+    """The second detector (same single-image threshold) for ``pair``, or None."""
+    from streamer.runtime import wiring
+    return wiring.build_detector(for_kind(cfg, pair)) if pair else None
+
+
+def analyzer(cfg, detector=None, nets=None, calibration=None, chips=None, pair=AUTO, pair_detector=None):
+    """An Analyzer as batch/web build it, with an injected calibration (None = the shipped)
+    and pair detector (``pair``: see ``pair_kind``)."""
     from streamer.core import attributes
     from streamer.core.analyze import Analyzer
     from streamer.runtime import wiring
     cfg = for_kind(cfg, image_kind(cfg))
     nets = nets or wiring.build_attribute_nets(cfg)
+    pair = pair_kind(cfg, nets, pair)
     est = attributes.AttributeEstimator(nets, cfg.attributes, detector_kind=cfg.detector.kind,
-                                        calibration=calibration, chips=chips)
-    return Analyzer(cfg, detector=detector or wiring.build_detector(cfg), estimator=est)
+                                        calibration=calibration, chips=chips, pair_kind=pair)
+    return Analyzer(cfg, detector=detector or wiring.build_detector(cfg), estimator=est,
+                    pair_detector=pair_detector or pair_detector_for(cfg, est.pair_kind))
 
 
 def analyze_rows(an, folder: Path, rows: Sequence[dict]) -> list:
@@ -119,11 +142,12 @@ def analyze_rows(an, folder: Path, rows: Sequence[dict]) -> list:
     return out
 
 
-def collect(cfg, folder: Path, rows: Sequence[dict], detector=None, nets=None, chips=None) -> list[Raw]:
+def collect(cfg, folder: Path, rows: Sequence[dict], detector=None, nets=None, chips=None,
+            pair=AUTO, pair_detector=None) -> list[Raw]:
     """Raw (uncalibrated) net outputs for every dev row, through the Analyzer (``chips``: a
-    ``ChipSpec`` to try instead of the shipped one)."""
+    ``ChipSpec`` to try instead of the shipped one; ``pair``: see ``pair_kind``)."""
     from streamer.core.attributes import IDENTITY
-    an = analyzer(cfg, detector, nets, calibration=IDENTITY, chips=chips)
+    an = analyzer(cfg, detector, nets, calibration=IDENTITY, chips=chips, pair=pair, pair_detector=pair_detector)
     res = analyze_rows(an, folder, rows)
     return [Raw(r["path"], float(r["age"]), r["gender"] == "male",
                 None if p is None else p[0], None if p is None else p[1]) for r, (_, p) in zip(rows, res)]
@@ -230,7 +254,7 @@ def reliability(answers: Sequence, raws: Sequence[Raw], bins=(0.5, 0.6, 0.7, 0.8
 
 
 def cross_validate(cfg, folder: Path, limit: int = 0, k: int = FOLDS, detector=None, nets=None,
-                   chips=None) -> dict:
+                   chips=None, pair=AUTO) -> dict:
     """Held-out figures: raw, no age map and calibrated (the last through a fresh Analyzer
     per fold; the first two re-summarise the same flip-averaged probabilities, which the
     chips make deterministic)."""
@@ -241,7 +265,9 @@ def cross_validate(cfg, folder: Path, limit: int = 0, k: int = FOLDS, detector=N
     rows = dev_rows(folder, limit)
     detector = detector or wiring.build_detector(cfg)
     nets = nets or wiring.build_attribute_nets(cfg)
-    raws = collect(cfg, folder, rows, detector, nets, chips)
+    pair = pair_kind(cfg, nets, pair)
+    pair_det = pair_detector_for(cfg, pair)
+    raws = collect(cfg, folder, rows, detector, nets, chips, pair, pair_det)
     folds = fold_ids(len(rows), k)
     held = {"raw": [None] * len(rows), "no_age_map": [None] * len(rows), "calibrated": [None] * len(rows)}
     fits = []
@@ -251,7 +277,7 @@ def cross_validate(cfg, folder: Path, limit: int = 0, k: int = FOLDS, detector=N
         fits.append({"fold": j, "temperature": cal.temperature, "bias": cal.gender_bias, "range": cal.range_mapped.__dict__,
                      "range_without_age_map": cal.range_raw.__dict__})
         idx = [i for i in range(len(rows)) if folds[i] == j]
-        an = analyzer(cfg, detector, nets, calibration=cal, chips=chips)
+        an = analyzer(cfg, detector, nets, calibration=cal, chips=chips, pair=pair, pair_detector=pair_det)
         for i, (a, _) in zip(idx, analyze_rows(an, folder, [rows[i] for i in idx])):
             held["calibrated"][i] = a
         for i in idx:
@@ -259,7 +285,7 @@ def cross_validate(cfg, folder: Path, limit: int = 0, k: int = FOLDS, detector=N
             if r.pa is not None:
                 held["raw"][i] = summarize(r.pa, r.pg, DLIB_AGES, 1, IDENTITY)
                 held["no_age_map"][i] = summarize(r.pa, r.pg, DLIB_AGES, 1, cal.with_age_map(False))
-    out = {"images": len(rows), "folds": k, "seed": SEED, "detector": cfg.detector.kind,
+    out = {"images": len(rows), "folds": k, "seed": SEED, "detector": cfg.detector.kind, "pair": pair,
            "variants": {name: score(ans, raws) for name, ans in held.items()},
            "gender_reliability": {name: reliability(held[name], raws) for name in ("raw", "calibrated")},
            "fold_fits": fits, "canvas": "crop centred on a 3x grey (128) canvas",
@@ -284,8 +310,9 @@ def goals(v: dict) -> dict:
 
 
 def render(d: dict) -> list:
+    pair = f" (gender chip also from {d['pair']}'s landmarks, logit-mean)" if d.get("pair") else ""
     out = [f"Held-out ({d.get('folds')}-fold cross-validated, seed {d.get('seed')}) figures on "
-           f"{d.get('images')} utkface_dev images, detector {d.get('detector')}, "
+           f"{d.get('images')} utkface_dev images, detector {d.get('detector')}{pair}, "
            f"{d.get('canvas')}; through `streamer.core.analyze.Analyzer`. The 80% range should "
            "hold 75-88% of the time; ECE: 10 confidence bins.", ""]
     rows = [[name, v.get("found"), v.get("gender_acc"), v.get("gender_ece"), v.get("max_gender_confidence"),

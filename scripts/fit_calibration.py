@@ -8,6 +8,8 @@ the held-out figures and the provenance (data, labels' sha256, command, date, Op
 chip options) into ``streamer/core/data/calibration.json`` under ``detectors.<kind>``.
 
     python scripts/fit_calibration.py [--detector yunet] [--dry-run] [--limit N]
+    python scripts/fit_calibration.py --detector centerface+yunet   # single images: gender chips
+                                                     # from both detectors' landmarks (the pair)
     python scripts/fit_calibration.py --template     # refit the landmark template (needs the
                                                      # reference venv, see compare_reference.py)
     python scripts/fit_calibration.py --chips        # the chip sampling / zoom study (raw nets)
@@ -146,7 +148,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     data_root = os.environ.get("STREAMER_DATA") or str(ROOT.parent / "shared" / "data")
     ap.add_argument("--data", default=str(Path(data_root) / "agegender" / "utkface_dev"))
-    ap.add_argument("--detector", default="yunet", help="detector.kind whose chips to calibrate")
+    ap.add_argument("--detector", default="yunet",
+                    help="detector.kind whose chips to calibrate, or KIND+PAIR (gender chips also "
+                         "from PAIR's landmarks, as single images use when the file has that entry)")
     ap.add_argument("--limit", type=int, default=0, help="every k-th image to get about N (a smoke run)")
     ap.add_argument("--dry-run", action="store_true", help="print, do not write the data file")
     ap.add_argument("--template", action="store_true", help="refit the landmark template instead")
@@ -169,7 +173,8 @@ def main(argv=None) -> int:
     folder = Path(a.data)
     if not (folder / "labels.csv").is_file():
         raise SystemExit(f"error: {folder / 'labels.csv'} not found: set STREAMER_DATA or --data")
-    cfg = A.for_kind(config.load(None, {}), a.detector)
+    kind, pair = C.split_key(a.detector)
+    cfg = A.for_kind(config.load(None, {}), kind)
     rows = A.dev_rows(folder, a.limit)
     if a.template:
         print(json.dumps(refit_template(cfg, folder, rows, Path(a.venv)), indent=1))
@@ -177,17 +182,18 @@ def main(argv=None) -> int:
     if a.chips:
         print(json.dumps(chip_study(cfg, folder, rows), indent=1))
         return 0
-    chips = C.chip_options(a.detector)
+    chips = C.chip_options(kind)
     for key in ("age_sampling", "gender_sampling", "age_zoom"):
         if getattr(a, key) is not None:
             chips[key] = getattr(a, key)
     from streamer.core import align
-    spec = align.ChipSpec(align.TEMPLATES.get(a.detector, align.TEMPLATE), **chips)
+    spec = align.ChipSpec(align.TEMPLATES.get(kind, align.TEMPLATE), **chips)
     det, nets = wiring.build_detector(cfg), wiring.build_attribute_nets(cfg)
     print(f"cross-validating on {len(rows)} dev images ({a.detector}) ...", file=sys.stderr)
-    cv = A.cross_validate(cfg, folder, a.limit, detector=det, nets=nets, chips=spec)
+    cv = A.cross_validate(cfg, folder, a.limit, detector=det, nets=nets, chips=spec, pair=pair)
     print("fitting on all of them ...", file=sys.stderr)
-    raws = A.collect(cfg, folder, rows, det, nets, chips=spec)
+    raws = A.collect(cfg, folder, rows, det, nets, chips=spec, pair=pair,
+                     pair_detector=A.pair_detector_for(cfg, pair))
     cal, info = A.fit(raws)
     out = Path(a.out) if a.out else C.DATA_FILE
     doc = json.loads(out.read_text()) if out.is_file() else {"schema": "streamer.calibration/1", "detectors": {}}
@@ -196,6 +202,8 @@ def main(argv=None) -> int:
         "version": int(old.get("version", 0)) + 1,
         "fit": cal.to_dict(),
         "chips": chips,
+        **({"pair": {"kind": pair, "gender_sampling": C.chip_options(pair)["gender_sampling"],
+                     "combine": "mean of the two flip-averaged male logits"}} if pair else {}),
         "provenance": {
             "data": f"{folder.name} ({len(rows)} images, labels.csv sha256 "
                     f"{hashlib.sha256((folder / 'labels.csv').read_bytes()).hexdigest()[:16]})",

@@ -255,6 +255,81 @@ def test_flip_average_mirrors_the_chip():
     np.testing.assert_array_equal(seen[0][1], seen[0][0][:, ::-1])
 
 
+class PairNets(FakeNets):
+    """Gender rows after the first ``2 * faces`` (the pair chips) answer ``p_pair``."""
+
+    def __init__(self, p_male=0.9, p_pair=0.2):
+        super().__init__(p_male)
+        self.p_pair = p_pair
+        self.shapes: list[tuple[int, int]] = []
+        self.gender: list[np.ndarray] = []
+
+    def forward(self, age_chips, gender_chips):
+        self.calls += 1
+        self.shapes.append((len(age_chips), len(gender_chips)))
+        self.gender.append(gender_chips.copy())
+        n, m = len(age_chips), len(gender_chips)
+        pa = np.zeros((n, 81), np.float32)
+        pa[:, self.age] = 1.0
+        p = np.where(np.arange(m) < n, self.p_male, self.p_pair).astype(np.float32)
+        return pa, np.stack([1 - p, p], axis=1)
+
+
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+def test_pair_landmarks_add_gender_chips_to_the_same_forward_and_average_logits():
+    nets = PairNets(0.9, 0.2)
+    est = AttributeEstimator(nets, AttributesConfig(), detector_kind="centerface", pair_kind="yunet",
+                             calibration=attributes.IDENTITY)
+    img = textured_frame()
+    boxes = [box_at(20, 100, 100), box_at(250, 100, 100)]
+    faces = [Detection(b, 0.9, landmarks_for(b)) for b in boxes]
+    pair = [landmarks_for(boxes[0]), None]  # the second face was not found by the pair detector
+    out = est.classify(img, faces, pair)
+    # One call: 2 faces x (chip + mirror) for age; gender adds face 0's pair chip and its mirror.
+    assert nets.calls == 1 and nets.shapes == [(4, 6)]
+    g = nets.gender[0]
+    np.testing.assert_array_equal(g[5], g[4][:, ::-1])
+    # The pair chip is cut through the pair detector's template, so it differs from face 0's own.
+    assert not np.array_equal(g[4], g[0])
+    want = 1 / (1 + np.exp(-(_logit(0.9) + _logit(0.2)) / 2))
+    assert out[0].gender_confidence == pytest.approx(max(want, 1 - want), abs=1e-3)
+    assert out[0].gender == ("male" if want > 0.5 else "female")
+    assert out[1].gender == "male" and out[1].gender_confidence == pytest.approx(0.9, abs=1e-3)
+    np.testing.assert_allclose(est.last_probabilities[1][0, 1], want, atol=1e-4)
+
+
+def test_without_pair_landmarks_the_pair_estimator_answers_from_its_own_chips():
+    nets = PairNets(0.9, 0.2)
+    est = AttributeEstimator(nets, AttributesConfig(), detector_kind="centerface", pair_kind="yunet",
+                             calibration=attributes.IDENTITY)
+    b = box_at(20, 100, 100)
+    out = est.classify(textured_frame(), [Detection(b, 0.9, landmarks_for(b))])
+    assert nets.shapes == [(2, 2)] and out[0].gender_confidence == pytest.approx(0.9, abs=1e-3)
+
+
+def test_pair_is_ignored_for_nets_it_was_not_measured_with():
+    class LH(FakeNets):
+        ages = LH_AGES
+    est = AttributeEstimator(LH(), AttributesConfig(), detector_kind="centerface", pair_kind="yunet")
+    assert est.pair_kind is None and est.pair_chips is None
+    assert AttributeEstimator(FakeNets(), AttributesConfig(), pair_kind="ssd_tf").pair_kind is None
+
+
+def test_match_landmarks_pairs_overlapping_faces_once():
+    lm_a, lm_b = landmarks_for(box_at(0, 0, 100)), landmarks_for(box_at(300, 0, 100))
+    faces = [Detection(box_at(0, 0, 100), 0.9), Detection(box_at(5, 5, 100), 0.8),
+             Detection(box_at(600, 0, 50), 0.9)]
+    others = [Detection(box_at(2, 2, 100), 0.9, lm_a), Detection(box_at(300, 0, 100), 0.9, lm_b),
+              Detection(box_at(600, 0, 50), 0.9, None)]  # no landmarks: cannot place a chip
+    got = attributes.match_landmarks(faces, others)
+    # Face 0 overlaps others[0] most (IoU 0.92 vs 0.89 for face 1); each other face is used once.
+    assert got[0] == lm_a and got[1] is None and got[2] is None
+    assert attributes.match_landmarks([Detection(box_at(40, 40, 100), 0.9)], others[:1]) == [None]  # IoU 0.24
+
+
 # ---- per-track policy -----------------------------------------------------------------------
 
 def test_classifies_on_confirm_not_before():

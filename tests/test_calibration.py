@@ -112,3 +112,26 @@ def test_calibrated_range_is_wider_and_contains_the_age():
     assert cal.age_high - cal.age_low > raw.age_high - raw.age_low + 8
     assert cal.age_low <= cal.age <= cal.age_high
     assert cal.gender_confidence < raw.gender_confidence  # temperature > 1 softens
+
+
+def test_pair_keys_round_trip():
+    assert C.pair_key("centerface", "yunet") == "centerface+yunet"
+    assert C.pair_key("yunet", None) == "yunet"
+    assert C.split_key("centerface+yunet") == ("centerface", "yunet")
+    assert C.split_key("yunet") == ("yunet", None)
+
+
+def test_shipped_pairs_are_fitted_as_pairs_with_provenance():
+    doc = json.loads(C.DATA_FILE.read_text())
+    # Single images with either landmark detector get the other's gender chip too (measured).
+    assert C.pair_of("centerface") == "yunet" and C.pair_of("yunet") == "centerface"
+    assert C.pair_of("ssd_tf") is None
+    for key in ("centerface+yunet", "yunet+centerface"):
+        e = doc["detectors"][key]
+        assert e["pair"]["kind"] == C.split_key(key)[1]
+        assert f"--detector {key}" in e["provenance"]["command"]
+        assert e["held_out"]["calibrated"]["gender_acc"] >= 0.89
+        cal = C.load(key)
+        assert cal.name.startswith(key) and 1.0 < cal.temperature < 4.0
+    # The stream path (no pair) keeps the single-detector fit.
+    assert C.load("yunet").name.startswith("yunet (")

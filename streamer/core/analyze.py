@@ -25,7 +25,12 @@ class Analysis:
 
 
 class Analyzer:
-    def __init__(self, cfg: Config, detector=None, estimator=None):
+    """``pair_detector``: a second landmark detector whose points also place each face's
+    gender chip (``AttributeEstimator.pair_kind``; measured in the README's "Accuracy and
+    honest uncertainty"). Built when the estimator has a pair kind and none is given; its
+    faces are matched to the primary's by box overlap (IoU >= 0.5)."""
+
+    def __init__(self, cfg: Config, detector=None, estimator=None, pair_detector=None):
         from streamer.runtime import wiring as app
         from streamer.core import attributes
 
@@ -38,8 +43,14 @@ class Analyzer:
         self.detector = detector or app.build_detector(cfg)
         self.estimator = estimator
         if self.estimator is None and cfg.attributes.enabled:
-            self.estimator = attributes.AttributeEstimator(app.build_attribute_nets(cfg), cfg.attributes,
-                                                            detector_kind=cfg.detector.kind)
+            nets = app.build_attribute_nets(cfg)
+            self.estimator = attributes.AttributeEstimator(nets, cfg.attributes, detector_kind=cfg.detector.kind,
+                                                            pair_kind=attributes.pair_for(nets, cfg.detector.kind))
+        self.pair_detector = pair_detector
+        pair = getattr(self.estimator, "pair_kind", None)
+        if self.pair_detector is None and pair:
+            self.pair_detector = app.build_detector(dataclasses.replace(
+                cfg, detector=dataclasses.replace(cfg.detector, kind=pair)))
 
     def analyze(self, image: np.ndarray, conf: Optional[float] = None) -> Analysis:
         t0 = time.perf_counter()
@@ -47,7 +58,14 @@ class Analyzer:
         dets = confident(self.detector.detect(image) if conf is None else self.detector.detect(image, min_score=conf),
                          self.cfg.detector.score_threshold if conf is None else conf)
         t1 = time.perf_counter()
-        attrs = self.estimator.classify(image, dets) if (self.estimator and dets) else []
+        attrs = []
+        if self.estimator and dets:
+            pair = None
+            if self.pair_detector is not None and getattr(self.estimator, "pair_kind", None):
+                from streamer.core.attributes import match_landmarks
+                pair = match_landmarks(dets, confident(self.pair_detector.detect(image),
+                                                       self.cfg.detector.score_threshold))
+            attrs = self.estimator.classify(image, dets, pair) if pair else self.estimator.classify(image, dets)
         t2 = time.perf_counter()
         faces = tuple(FaceResult(d.box, d.score, attrs[i] if attrs else _none(), d.landmarks)
                       for i, d in enumerate(dets))

@@ -67,7 +67,9 @@ class AttributeNets(Protocol):
 
     ``chip_sizes`` is (age, gender) chip side in pixels and ``chip_padding`` the dlib padding
     the chips are cut with. ``forward`` takes BGR uint8 chips and returns
-    ``(age_probs (N, K), gender_probs (N, 2) as [female, male])``.
+    ``(age_probs (N, K), gender_probs (M, 2) as [female, male])``, one row per chip given:
+    the gender batch may hold more chips than the age batch (``AttributeEstimator`` adds a
+    face's chip from a second detector's landmarks, ``pair_kind``, with the dlib nets).
     """
 
     chip_sizes: tuple[int, int]

@@ -234,6 +234,32 @@ def load(detector_kind: str, age_map: bool = True, path: Path = DATA_FILE) -> Ca
         .with_age_map(age_map)
 
 
+PAIR_SEP = "+"
+
+
+def pair_key(detector_kind: str, pair_kind: Optional[str]) -> str:
+    """The file's key for chips from ``detector_kind``'s landmarks, with gender chips also cut
+    from ``pair_kind``'s (``"centerface+yunet"``), or ``detector_kind`` alone."""
+    return f"{detector_kind}{PAIR_SEP}{pair_kind}" if pair_kind else detector_kind
+
+
+def split_key(key: str) -> tuple[str, Optional[str]]:
+    """``"centerface+yunet"`` -> ("centerface", "yunet"); ``"yunet"`` -> ("yunet", None)."""
+    kind, _, pair = key.partition(PAIR_SEP)
+    return kind, (pair or None)
+
+
+def pair_of(detector_kind: str, path: Path = DATA_FILE) -> Optional[str]:
+    """The detector whose landmarks the shipped file pairs with ``detector_kind``'s for the
+    gender chips on single images (an entry ``"<kind>+<pair>"`` exists: it was measured and
+    fitted), else None."""
+    for key in _file(str(path)).get("detectors", {}):
+        kind, pair = split_key(key)
+        if kind == detector_kind and pair:
+            return pair
+    return None
+
+
 def chip_options(detector_kind: str, path: Path = DATA_FILE) -> dict:
     """``align.ChipSpec`` keyword arguments measured for ``detector_kind`` (sampling per net,
     age zoom); the measured YuNet choice for a detector without an entry."""
