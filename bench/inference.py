@@ -37,7 +37,16 @@ DENSITY_VARIANTS = {
                                        "detector": {"interval": 2}},
     "openvino, 1 thread, interval 3": {"inference": {"backend": "openvino", "threads": 1},
                                        "detector": {"interval": 3}},
+    # Every frame detected on a smaller copy: faces under ~27 px (720p) are lost; AP50 cost
+    # in the `accuracy` section's scales.
+    "openvino, 1 thread, detector.width 480": {"inference": {"backend": "openvino", "threads": 1},
+                                               "detector": {"width": 480}},
+    # Several cameras in one process (`--source` repeated): one copy of the runtime and nets.
+    "one process, openvino, 1 thread": {"inference": {"backend": "openvino", "threads": 1}},
+    "one process, openvino, 1 thread, detector.width 480": {
+        "inference": {"backend": "openvino", "threads": 1}, "detector": {"width": 480}},
 }
+ONE_PROCESS = "one process"
 DECODER_ENV = {"OPENCV_FFMPEG_CAPTURE_OPTIONS": "threads;1"}
 
 
@@ -203,11 +212,21 @@ def render_density(d: dict) -> list:
                      best.get("drop_ratio"), best.get("min_stream_fps"),
                      best.get("rss_steady_mb"), best.get("rss_peak_mb"),
                      ", ".join(f"{t['n']}: {t['drop_ratio']:.1%}" for t in v["trials"])])
-    return [f"720p 15 fps real time, {d.get('seconds_per_trial')} s per trial, decoder 1 thread per stream; "
-            f"sustained = {d.get('criterion')}.",
-            table(["variant", "streams sustained", "CPU ms / frame (one stream)", "streams the CPU allows",
-                   "drops at that n", "slowest stream fps",
-                   "RSS steady (MB)", "RSS peak (MB)", "trials (n: drops)"], rows)]
+    out = [f"720p 15 fps real time, {d.get('seconds_per_trial')} s per trial, decoder 1 thread per stream; "
+           f"sustained = {d.get('criterion')}. \"one process\": the streams are cameras of one "
+           "`run.py stream --source ... --source ...` process, RSS per stream = the process's / n.",
+           table(["variant", "streams sustained", "CPU ms / frame (one stream)", "streams the CPU allows",
+                  "drops at that n", "slowest stream fps",
+                  "RSS per stream, steady (MB)", "RSS per stream, peak (MB)", "trials (n: drops)"], rows)]
+    f = d.get("floor")
+    if f:
+        out += ["", f"CPU floor on this machine, one thread each: decoding a 720p frame {f['decode_cpu_ms']} ms; "
+                "detecting on it (resize, YuNet on OpenVINO, output decoding):",
+                table(["detector.width", "detect CPU ms / frame", "decode + detect ms",
+                       "streams at 15 fps if nothing else ran"],
+                      [[w, v["detect_cpu_ms"], round(f["decode_cpu_ms"] + v["detect_cpu_ms"], 2),
+                        v["streams_at_most"]] for w, v in f["widths"].items()])]
+    return out
 
 
 @registry.section("density_backends", "Streams per box per backend, threads and cadence", render_density,
@@ -224,6 +243,8 @@ def density_backends(ctx: registry.Context) -> dict:
                                                       f"{DENSITY_MIN_FPS_RATIO:.0%} of 15 fps",
            "variants": {}}
     start = 1 if ctx.quick else 6
+    say("density: CPU floor (decode and detect alone, one thread each)")
+    out["floor"] = cpu_floor(clip, frames=40 if ctx.quick else 150)
     for name in names:
         cfgp = _config_file(ctx, f"density-{_slug(name)}", DENSITY_VARIANTS[name])
         c = _WithConfig(ctx, cfgp)
@@ -231,7 +252,8 @@ def density_backends(ctx: registry.Context) -> dict:
 
         def trial(n: int) -> bool:
             say(f"density [{name}]: {n} stream(s) x {seconds:g} s")
-            trials[n] = t = run_streams(c, n, clip, seconds, 15.0, env=DECODER_ENV)
+            trials[n] = t = run_streams(c, n, clip, seconds, 15.0, env=DECODER_ENV,
+                                        one_process=name.startswith(ONE_PROCESS))
             say(f"  drops {t['drop_ratio']:.2%}, slowest {t['min_stream_fps']} fps, RSS {t['rss_steady_mb']} MB, "
                 f"{'ok' if t['sustained'] else 'NOT sustained'}")
             return t["sustained"]
@@ -244,6 +266,55 @@ def density_backends(ctx: registry.Context) -> dict:
         out["variants"][name] = {"config": DENSITY_VARIANTS[name], "max_streams": best,
                                  "cpu_ms_per_frame": cost["cpu_ms_per_frame"], "streams_by_cpu": est,
                                  "trials": [trials[k] for k in sorted(trials)]}
+    return out
+
+
+def cpu_floor(clip, widths=(640, 480), frames: int = 150) -> dict:
+    """What two parts of a stream's frame cost alone, one thread each, CPU ms: decoding it
+    (FFmpeg, 1 thread) and detecting on it (resize + YuNet on OpenVINO + decoding the output),
+    and the streams a box could hold if nothing else ran: cores * 1000 / (15 * (decode +
+    detect)). No pipeline can beat this figure on this CPU; the pipeline's own CPU per frame
+    (``stream_cpu_ms``) adds tracking, attributes, events and the hand-offs between threads."""
+    import time
+
+    import cv2
+
+    from streamer import inference
+    from streamer.config import DetectorConfig
+    from streamer.core import detectors
+
+    old = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
+    os.environ.update(DECODER_ENV)
+    try:
+        cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
+        imgs, c = [], time.process_time()
+        while len(imgs) < frames:
+            ok, f = cap.read()
+            if not ok:
+                break
+            imgs.append(f)
+        decode = (time.process_time() - c) * 1000 / max(1, len(imgs))
+        cap.release()
+    finally:
+        if old is None:
+            os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
+        else:
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = old
+    before = inference.settings()
+    inference.configure(backend="openvino", threads=1)
+    out = {"decode_cpu_ms": round(decode, 2), "frames": len(imgs), "widths": {}}
+    try:
+        for w in widths:
+            det = detectors.build(DetectorConfig(kind="yunet", width=w))
+            det.detect(imgs[0])
+            c = time.process_time()
+            for im in imgs:
+                det.detect(im)
+            ms = (time.process_time() - c) * 1000 / len(imgs)
+            out["widths"][w] = {"detect_cpu_ms": round(ms, 2),
+                                "streams_at_most": round(_cores() * 1000 / (15 * (decode + ms)), 1)}
+    finally:
+        inference.configure(backend=before.backend, threads=before.threads)
     return out
 
 

@@ -34,12 +34,17 @@ import os, sys, time
 sys.path.insert(0, {root!r})
 from streamer import cli
 from streamer.runtime import pipeline
+import itertools, threading
 _run = pipeline.Pipeline.run
+_nth = itertools.count()
+_lock = threading.Lock()
 def run(self):
+    with _lock:
+        k = next(_nth)  # the k-th camera of this process (several with --source repeated)
     open({ready!r}, "w").close()
     while not os.path.exists({go!r}):
         time.sleep(0.01)
-    t = float(open({go!r}).read()) + {offset!r}
+    t = float(open({go!r}).read()) + {offset!r} + k * {step!r}
     time.sleep(max(0.0, t - time.monotonic()))
     return _run(self)
 pipeline.Pipeline.run = run
@@ -67,9 +72,28 @@ def stream_argv(config_args: list[str], clip: Path, frames: int, summary: Path) 
             "--headless", "--camera", "bench", "--summary-json", str(summary)]
 
 
+def _several(argv: list[str], n: int) -> list[str]:
+    """One stream's arguments turned into ``n`` cameras of one process."""
+    out, skip = [], False
+    for i, x in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if x in ("--source", "--camera"):
+            skip = True
+            if x == "--source":
+                for k in range(n):
+                    out += ["--source", argv[i + 1], "--camera", f"bench-{k + 1}"]
+            continue
+        out.append(x)
+    return out
+
+
 def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: float,
-                env: Optional[dict] = None) -> dict:
-    """``n`` ``run.py stream`` processes, each reading ``seconds`` of ``clip`` paced at ``fps``.
+                env: Optional[dict] = None, one_process: bool = False) -> dict:
+    """``n`` ``run.py stream`` processes, each reading ``seconds`` of ``clip`` paced at ``fps``
+    (``one_process``: one process with ``--source`` given ``n`` times; its RSS is then shared
+    by its ``n`` streams and reported per stream as RSS / n, the total beside it).
 
     Each child runs the CLI's own code (``cli.main(["stream", ...])``) behind a start
     barrier: it builds everything (imports, models, source), signals ready, and starts
@@ -81,21 +105,24 @@ def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: 
     tmp = Path(tempfile.mkdtemp(prefix=f"streams-n{n}-", dir=ctx.cache))
     procs = []
     e = dict(os.environ, **(env or {}))
-    for i in range(n):
+    nproc, per = (1, n) if one_process else (n, 1)
+    for i in range(nproc):
         log = open(tmp / f"s{i}.log", "wb")
         argv = stream_argv(ctx.stream_config_args(), clip, frames, tmp / f"s{i}.json")
+        if one_process:
+            argv = _several(argv, n)
         code = _STREAM_CHILD.format(root=str(ROOT), argv=argv, ready=str(tmp / f"ready{i}"),
-                                    go=str(tmp / "go"), offset=i / (n * fps))
+                                    go=str(tmp / "go"), offset=i / (n * fps), step=1 / (n * fps))
         p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=log,
                              stderr=subprocess.STDOUT, env=e)
         procs.append((p, log))
     t_wait = time.monotonic() + 120
     while time.monotonic() < t_wait and not all(
-            (tmp / f"ready{i}").exists() or procs[i][0].poll() is not None for i in range(n)):
+            (tmp / f"ready{i}").exists() or procs[i][0].poll() is not None for i in range(nproc)):
         time.sleep(0.05)
     (tmp / "go.part").write_text(repr(time.monotonic() + 0.3))
     (tmp / "go.part").replace(tmp / "go")
-    rss: dict[int, list[int]] = {i: [] for i in range(n)}
+    rss: dict[int, list[int]] = {i: [] for i in range(nproc)}
     hwm: dict[int, int] = {}
     deadline = time.monotonic() + seconds * 3 + 60
     while any(p.poll() is None for p, _ in procs) and time.monotonic() < deadline:
@@ -112,13 +139,16 @@ def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: 
         p.wait()
         log.close()
         try:
-            s = json.loads((tmp / f"s{i}.json").read_text())
-        except (OSError, ValueError):
-            s = {"error": f"no summary (exit {p.returncode}); see {tmp / f's{i}.log'}"}
+            got = json.loads((tmp / f"s{i}.json").read_text())
+            got = list(got.values()) if one_process else [got]
+        except (OSError, ValueError, AttributeError):
+            got = [{"error": f"no summary (exit {p.returncode}); see {tmp / f's{i}.log'}"}] * per
         samples = rss[i][len(rss[i]) // 2:] or rss[i]
-        s["rss_steady_mb"] = round(statistics.median(samples) / 1024, 1) if samples else None
-        s["rss_peak_mb"] = round(hwm.get(i, 0) / 1024, 1) if hwm.get(i) else None
-        streams.append(s)
+        for s in got:
+            s["rss_steady_mb"] = round(statistics.median(samples) / 1024 / per, 1) if samples else None
+            s["rss_peak_mb"] = round(hwm.get(i, 0) / 1024 / per, 1) if hwm.get(i) else None
+            s["process_rss_mb"] = round(statistics.median(samples) / 1024, 1) if samples else None
+            streams.append(s)
     ok = [s for s in streams if "error" not in s]
     fin = sum(s.get("frames_in", 0) for s in ok)
     lost = sum(s.get("frames_dropped", 0) for s in ok)  # queue + stale (one definition)
@@ -132,6 +162,7 @@ def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: 
         "latency_ms_p95_max": max((s.get("latency_ms_p95", 0.0) for s in ok), default=None),
         "rss_steady_mb": median([s["rss_steady_mb"] for s in streams]),
         "rss_peak_mb": max((s["rss_peak_mb"] or 0 for s in streams), default=None),
+        "processes": nproc, "process_rss_mb": max((s.get("process_rss_mb") or 0 for s in streams), default=None),
         "errors": [s["error"] for s in streams if "error" in s][:3],
         "sustained": len(ok) == n and drop < DENSITY_MAX_DROP and fps_min >= DENSITY_MIN_FPS_RATIO * fps,
     }
