@@ -140,7 +140,7 @@ def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: 
         log.close()
         try:
             got = json.loads((tmp / f"s{i}.json").read_text())
-            got = list(got.values()) if one_process else [got]
+            got = list(got.values()) if one_process and n > 1 else [got]
         except (OSError, ValueError, AttributeError):
             got = [{"error": f"no summary (exit {p.returncode}); see {tmp / f's{i}.log'}"}] * per
         samples = rss[i][len(rss[i]) // 2:] or rss[i]

@@ -21,6 +21,10 @@ _USER_CV_LOG = "OPENCV_LOG_LEVEL" in os.environ
 os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
+from streamer.runtime.malloc import limit_arenas  # noqa: E402
+
+limit_arenas()  # before any thread starts (streamer/runtime/malloc.py says why)
+
 from streamer import config as config_mod  # noqa: E402  (after the environment above)
 from streamer.errors import StreamerError  # noqa: E402
 

@@ -216,3 +216,20 @@ def test_one_openvino_model_serves_every_thread_of_the_process():
         t.join(60)
     assert not any(t.is_alive() for t in threads)
     assert not bad
+
+
+def test_the_stream_process_caps_malloc_arenas_unless_the_user_set_them():
+    """run.py caps glibc's arenas at start (streamer/runtime/malloc.py); MALLOC_ARENA_MAX wins."""
+    import os
+    import subprocess
+    import sys
+    code = ("import streamer.cli, streamer.runtime.malloc as m, ctypes\n"
+            "print(m.limit_arenas())\n")  # a second call: True only if mallopt accepts it
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                       cwd=str(modelstore.path_of(GENDER_ONNX).parent.parent))
+    assert r.returncode == 0 and r.stdout.split() == ["True"], r.stderr
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**env, "MALLOC_ARENA_MAX": "4"},
+                       cwd=str(modelstore.path_of(GENDER_ONNX).parent.parent))
+    assert r.returncode == 0 and r.stdout.split() == ["False"], r.stderr

@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fd", type=int, required=True)
     ap.add_argument("--name", default="camera")  # shown by ps; the config carries the real one
     a = ap.parse_args(argv)
+    from streamer.runtime.malloc import limit_arenas
+    limit_arenas()
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
