@@ -193,7 +193,7 @@ def test_a_warm_start_runs_without_importing_the_openvino_package(tmp_path):
 
 def test_one_openvino_model_serves_every_thread_of_the_process():
     """``load`` shares one compiled copy; each caller still gets its own answers, also when
-    threads infer at once on different inputs (outputs are copied out under the lock)."""
+    threads infer at once on different inputs (each thread has its own request and buffers)."""
     import threading
     path = modelstore.path_of(GENDER_ONNX)
     a = inference.load(path, DlibNets.SPEC, backend="openvino")

@@ -47,9 +47,12 @@ class Model(Protocol):
     backend: str  # "openvino" | "opencv"
 
     def infer(self, images: np.ndarray) -> list[np.ndarray]:
-        """uint8 BGR N x H x W x 3 -> the outputs asked for at load, in that order (arrays
-        the caller owns). An OpenVINO model is safe to call from any thread (``load`` hands
-        every caller in the process the same one); an OpenCV model belongs to one thread."""
+        """uint8 BGR N x H x W x 3 -> the outputs asked for at load, in that order.
+
+        OpenVINO outputs are views into the calling thread's own request buffers (no copy on
+        the hot path), valid until that thread's next ``infer`` on the same model: copy what
+        you keep. An OpenVINO model is safe to call from any thread (``load`` hands every
+        caller in the process the same one); an OpenCV model belongs to one thread."""
         ...
 
 

@@ -141,8 +141,11 @@ class OpenVinoModel:
         self._core = core()
         self._model = None  # read only when a size must be compiled (a cache miss)
         self._out_idx: Optional[list[int]] = None
-        self._static: dict[tuple[int, int], object] = {}  # (h, w) -> infer request
-        self._dynamic = None
+        self._static: dict[tuple[int, int], object] = {}  # (h, w) -> compiled model
+        self._dynamic = None  # compiled with dynamic sizes (classifiers: dynamic batch)
+        # One infer request per thread and compiled model: a request's output buffers are the
+        # views ``infer`` returns, so each thread keeps its own until its next call.
+        self._local = threading.local()
         st = self.path.stat()
         # What a compiled blob depends on; the file is sha256-verified by modelstore already.
         self._key = (f"{self.path.name}|{st.st_size}|{st.st_mtime_ns}|{spec}|{threads}|"
@@ -192,7 +195,7 @@ class OpenVinoModel:
                 raise ModelError(f"{self.path.name} has no output {missing[0]!r} (outputs: {shown})")
             self._out_idx = ([next(i for i, ns in enumerate(names) if n in ns) for n in self.outputs]
                              if self.outputs else list(range(len(names))))
-        return compiled.create_infer_request()
+        return compiled
 
     def _build(self, nchw: list[int], config: dict):
         import openvino as ov
@@ -220,27 +223,33 @@ class OpenVinoModel:
             raise ModelError(f"cannot compile {self.path.name} with OpenVINO: {_first_line(e)}") from None
 
     def _request(self, h: int, w: int):
+        """This thread's request for an input of h x w (compiling the size if new)."""
         if self._dynamic is not None and (self.spec.batch or (h, w) not in self._static):
-            return self._dynamic
-        req = self._static.get((h, w))
+            compiled = self._dynamic
+        else:
+            compiled = self._static.get((h, w))
+            if compiled is None:
+                if len(self._static) < STATIC_SIZES:
+                    compiled = self._static[(h, w)] = self._compile([1, 3, h, w])
+                else:
+                    self._dynamic = compiled = self._compile([1, 3, -1, -1])
+        reqs = self._local.__dict__.setdefault("requests", {})
+        req = reqs.get(id(compiled))
         if req is None:
-            if len(self._static) < STATIC_SIZES:
-                req = self._static[(h, w)] = self._compile([1, 3, h, w])
-            else:
-                self._dynamic = req = self._compile([1, 3, -1, -1])
+            req = reqs[id(compiled)] = compiled.create_infer_request()
         return req
 
     def infer(self, images: np.ndarray) -> list[np.ndarray]:
         if not images.flags.c_contiguous:
             images = np.ascontiguousarray(images)
         if self.spec.batch and len(images) > MAX_BATCH:
-            parts = [self.infer(images[i:i + MAX_BATCH]) for i in range(0, len(images), MAX_BATCH)]
+            # Copies: each chunk's outputs are views the next chunk overwrites.
+            parts = [[o.copy() for o in self.infer(images[i:i + MAX_BATCH])]
+                     for i in range(0, len(images), MAX_BATCH)]
             return [np.concatenate(outs) for outs in zip(*parts)]
         ext = runtime()
         with _INFER_LOCK:
             req = self._request(images.shape[1], images.shape[2])
             # The extension's own call: no Python data dispatch, the array shared, not copied.
             ext.InferRequest.infer(req, ext.Tensor(images, shared_memory=True), True, False)
-            # Copied inside the lock: one model serves every thread of the process (see
-            # backend.load), so the request's buffers belong to the next caller (~0.03 ms).
-            return [req.get_output_tensor(i).data.copy() for i in self._out_idx]
+            return [req.get_output_tensor(i).data for i in self._out_idx]
