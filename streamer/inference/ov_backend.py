@@ -146,6 +146,7 @@ class OpenVinoModel:
         # One infer request per thread and compiled model: a request's output buffers are the
         # views ``infer`` returns, so each thread keeps its own until its next call.
         self._local = threading.local()
+        self._ext = runtime()
         st = self.path.stat()
         # What a compiled blob depends on; the file is sha256-verified by modelstore already.
         self._key = (f"{self.path.name}|{st.st_size}|{st.st_mtime_ns}|{spec}|{threads}|"
@@ -247,7 +248,7 @@ class OpenVinoModel:
             parts = [[o.copy() for o in self.infer(images[i:i + MAX_BATCH])]
                      for i in range(0, len(images), MAX_BATCH)]
             return [np.concatenate(outs) for outs in zip(*parts)]
-        ext = runtime()
+        ext = self._ext
         with _INFER_LOCK:
             req = self._request(images.shape[1], images.shape[2])
             # The extension's own call: no Python data dispatch, the array shared, not copied.
