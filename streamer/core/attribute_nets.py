@@ -141,6 +141,15 @@ class DlibNets:
             pg = np.array(self._gender.infer(g)[0], np.float32).reshape(len(g), -1)
         return pa, pg
 
+    def gender(self, chips: np.ndarray) -> np.ndarray:
+        """Gender probabilities (N, 2) [female, male] for 32 px chips alone (the studies in
+        scripts/fit_calibration.py score many views of one face without the age net)."""
+        if len(chips) == 0:
+            return np.zeros((0, 2), np.float32)
+        g = np.ascontiguousarray(_sized(chips, self.chip_sizes[1]))
+        with self._lock:
+            return np.array(self._gender.infer(g)[0], np.float32).reshape(len(g), -1)
+
 
 class LeviHassnerNets:
     """The seed's Levi & Hassner (2015) Caffe nets, brought by the user (OpenCV 4.x only).
