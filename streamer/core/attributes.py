@@ -7,7 +7,9 @@ Three layers, each usable alone:
   OpenCV 4.x only) implement it; tests inject a fake.
 - ``AttributeEstimator`` builds the chips (``align.face_chips``), adds mirrored chips to the
   same batch when ``flip_average`` is on, and turns probabilities into ``Attributes``.
-  ``classify(image, faces)`` is the single-image path (web, batch): one batched call.
+  ``classify(image, faces, pair_landmarks)`` is the single-image path (web, batch): one batched
+  call; with a ``pair_kind`` each face's gender chip is also cut from a second detector's
+  landmarks and the two answers are averaged in logit space (``match_landmarks`` pairs faces).
 - ``TrackAttributes.estimate(image, tracks, frame_id)`` is the stream path: it decides which
   tracks are due (new, every ``reclassify_every`` frames, or a clearly better view), caps the
   work per frame, and keeps a quality-weighted running average of probabilities per track.

@@ -6,7 +6,9 @@ answers given with 80-90% confidence were right 66% of the time. Three small fit
 the claims without touching the nets; all are fitted on the dev set only
 (``scripts/fit_calibration.py``) and shipped, with their provenance, in
 ``streamer/core/data/calibration.json`` (one entry per detector: chips differ with the
-landmarks, so do the nets' errors).
+landmarks, so do the nets' errors; an entry ``"<kind>+<pair>"`` is fitted for single images
+whose gender chip is also cut from ``pair``'s landmarks, and its presence is what turns that
+pairing on: ``pair_of``).
 
 - ``age map``: a monotone (isotonic, pool-adjacent-violators) map from the net's expected age
   to the mean true age of dev faces with that expected age. It corrects the net's pull towards
