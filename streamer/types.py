@@ -32,6 +32,9 @@ class Frame:
     mono: float
     image: np.ndarray = field(repr=False)
     clock: str = "wall"  # "wall" | "media"
+    # What ``Processor.prepare`` derived from the image on the capture thread (None: the
+    # inference stage derives it itself).
+    prepared: Optional[object] = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

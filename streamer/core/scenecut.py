@@ -62,11 +62,12 @@ class SceneCutDetector:
         self._prev: Optional[tuple[np.ndarray, ...]] = None
         self.last_score = 0.0  # score of the last frame compared, for logs and tuning
 
-    def is_cut(self, image: np.ndarray) -> bool:
-        """True when ``image`` starts a new shot relative to the previous call's image."""
+    def is_cut(self, image: np.ndarray, features: Optional[tuple] = None) -> bool:
+        """True when ``image`` starts a new shot relative to the previous call's image;
+        ``features``: ``features(image)`` if already computed (on the capture thread)."""
         if self.threshold == 0:
             return False
-        cur = _features(image)
+        cur = features if features is not None else _features(image)
         prev, self._prev = self._prev, cur
         if prev is None:
             self.last_score = 0.0
@@ -77,6 +78,11 @@ class SceneCutDetector:
     def reset(self) -> None:
         """Forget the previous frame (e.g. after a source reconnect)."""
         self._prev = None
+
+
+def features(image: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What ``is_cut`` compares: a pure function of the image (any thread may compute it)."""
+    return _features(image)
 
 
 def _features(image: np.ndarray) -> tuple[np.ndarray, ...]:

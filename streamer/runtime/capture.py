@@ -24,6 +24,7 @@ read by others without a lock (ints and bools: a read sees the old or the new va
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -49,9 +50,14 @@ class CaptureStage:
     HELPER_GRACE_S = 0.25  # at shutdown, for an in-flight source call to return
     MAX_FRAME_ERRORS = 100  # consecutive undecodable frames: a file ends, a live source is lost
 
-    def __init__(self, cfg: Config, source, frames: BoundedQueue, stop_event: threading.Event):
+    def __init__(self, cfg: Config, source, frames: BoundedQueue, stop_event: threading.Event,
+                 prepare: Optional[Callable] = None):
+        """``prepare(image)``: per-frame work that needs the image alone (the processor's
+        ``prepare``), done here, beside decoding, and carried in ``Frame.prepared``."""
         self.cfg = cfg
         self.source = source
+        self.prepare = prepare
+        self.prepare_errors = 0
         self.frames = frames
         self.stop_event = stop_event
         self.live = bool(source.live)
@@ -119,8 +125,20 @@ class CaptureStage:
             if self._down_since is not None:
                 self._source_back()
             self.frames_in += 1
+            if self.prepare is not None:
+                frame = self._prepared(frame)
             self.frames.put(frame, self.stop_event)
         self.frames.put_control(EOS)
+
+    def _prepared(self, frame: Frame) -> Frame:
+        try:
+            return dataclasses.replace(frame, prepared=self.prepare(frame.image))
+        except Exception:  # noqa: BLE001 - the inference stage then derives it itself
+            self.prepare_errors += 1
+            if self.prepare_errors == 1:
+                log.exception("preparing frame %d on the capture thread failed; the inference "
+                              "stage does it instead", frame.id)
+            return frame
 
     def close_helpers(self, deadline: float) -> None:
         """At shutdown: end the helper thread and give in-flight source calls a short grace

@@ -74,7 +74,8 @@ class Pipeline:
         self.frames = BoundedQueue(cfg.source.queue_size, drop_oldest=drop)
         self.results = BoundedQueue(max(2, cfg.source.queue_size), drop_oldest=drop)
         self.event_q = BoundedQueue(100_000, drop_oldest=True)
-        self.capture = CaptureStage(cfg, source, self.frames, self.stop_event)
+        self.capture = CaptureStage(cfg, source, self.frames, self.stop_event,
+                                    prepare=getattr(processor, "prepare", None))
         self.frames_processed = 0
         self.frames_stale = 0
         self.stage_errors = 0

@@ -17,6 +17,7 @@ images: web, batch), ``ssd_tf`` / ``ssd_caffe`` (the seed's res10). Every net ru
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Protocol
 
@@ -118,13 +119,39 @@ class GridDetector:
         """Run once on a blank frame of the stream's size: compiles the net for it."""
         self.detect(frame)
 
-    def detect(self, image: np.ndarray, min_score: Optional[float] = None) -> list[Detection]:
+    def prepare_input(self, image: np.ndarray) -> "DetectorInput":
+        """The net's input for ``image`` (downscaled, padded) in a new array: safe to call on
+        another thread ahead of ``detect`` (the pipeline does it on the capture thread, so the
+        inference thread only runs the net)."""
         h, w = image.shape[:2]
-        small, sx, sy = downscale(image, self.width, STRIDE, self._resized)
-        padded = self._sizes.pad(small)
+        small, sx, sy = downscale(image, self.width, STRIDE)
+        return DetectorInput(self._sizes.pad(small), sx, sy, w, h)
+
+    def detect(self, image: np.ndarray, min_score: Optional[float] = None,
+               prepared: Optional["DetectorInput"] = None) -> list[Detection]:
+        """Faces in ``image``; ``prepared``: its ``prepare_input`` (else made here, into a
+        buffer this detector keeps)."""
+        if prepared is None:
+            h, w = image.shape[:2]
+            small, sx, sy = downscale(image, self.width, STRIDE, self._resized)
+            prepared = DetectorInput(self._sizes.pad(small), sx, sy, w, h)
         floor = self.low if min_score is None else min(self.low, min_score)
-        boxes, scores, lms = self._decode(self.model.infer(padded[None]), padded.shape[:2], floor)
-        return to_detections(boxes, scores, lms, sx, sy, w, h, self.min_face_px)
+        x = prepared.image
+        boxes, scores, lms = self._decode(self.model.infer(x[None]), x.shape[:2], floor)
+        return to_detections(boxes, scores, lms, prepared.sx, prepared.sy, prepared.w, prepared.h,
+                             self.min_face_px)
+
+
+@dataclass(frozen=True)
+class DetectorInput:
+    """A frame made ready for a grid detector: ``image`` (downscaled, padded), the scale from
+    frame to input pixels, and the frame's own size."""
+
+    image: np.ndarray = field(repr=False)
+    sx: float
+    sy: float
+    w: int
+    h: int
 
 
 def prepare(detector, frame_size: tuple[int, int]) -> None:
