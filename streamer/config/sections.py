@@ -107,7 +107,7 @@ class DetectorConfig:
 @section("inference")
 class InferenceConfig:
     backend: Literal["auto", "openvino", "opencv"] = "auto"  # auto: OpenVINO where it imports
-    threads: Int(0, 256) = 0  # per process; 0 = every core this process may use
+    threads: Int(0, 256) = 0  # per process; 0 = a stream: every core but one, else every core
     cache_dir: OptPath = None  # OpenVINO compiled-model cache (default ~/.cache/streamer/openvino)
 
 
@@ -254,7 +254,7 @@ class WebConfig:
     max_side: Int(64, 100_000) = 5000  # larger images are downscaled (as the seed did)
     max_pixels: Int(64 * 64, 10**10) = 100_000_000  # decompression-bomb guard (width x height)
     jpeg_quality: Int(1, 100) = 85
-    workers: Int(0, 32) = 0  # analyzer threads, each with its own nets; 0 = min(2, cores)
+    workers: Int(0, 32) = 0  # analyzer threads (OpenVINO: one shared copy of the nets); 0 = min(2, cores)
 
 
 @section("batch")

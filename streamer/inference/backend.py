@@ -85,7 +85,7 @@ def configure(backend: Optional[str] = None, threads: Optional[int] = None,
         _settings = new
     if threads is not None:
         import cv2
-        cv2.setNumThreads(threads or _cores())
+        cv2.setNumThreads(threads or cores())
     return _settings
 
 
@@ -103,7 +103,7 @@ def thread_count() -> int:
     return max(1, cv2.getNumThreads())
 
 
-def _cores() -> int:
+def cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
