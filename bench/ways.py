@@ -19,8 +19,20 @@ def decode_only(clip: Path, max_frames: int = 0) -> dict:
 
 def _timed_reads(clip: Path, max_frames: int, per_frame=None) -> tuple[int, float, int]:
     """Read ``clip`` (calling ``per_frame(image) -> faces`` on each frame): (frames, fps from the
-    first to the last frame, faces)."""
+    first to the last frame, faces). OpenCV gets every core, as in a process of its own: a
+    pipeline run before may have left it fewer (a stream's ``inference.threads`` auto)."""
     import cv2
+
+    from streamer.inference.backend import cores
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(cores())
+    try:
+        return _reads(cv2, clip, max_frames, per_frame)
+    finally:
+        cv2.setNumThreads(before)
+
+
+def _reads(cv2, clip: Path, max_frames: int, per_frame) -> tuple[int, float, int]:
     cap = cv2.VideoCapture(str(clip))
     n, faces, t_first, t_last = 0, 0, None, None
     while True:
