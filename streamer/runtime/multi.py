@@ -3,8 +3,9 @@ all sharing one compiled copy of every net (``inference.load`` hands the same Op
 to every caller in a process).
 
 The trade-off against the site's one process per camera: a dense box saves the runtime each
-process would load (Python, OpenCV, OpenVINO and the nets: ~190 MB of a stream's ~215 MB
-RSS), and one crash takes every camera of the process down with it. Use it for many similar
+process would load (Python, OpenCV, OpenVINO and the nets: ~180 MB of a stream's ~212 MB
+RSS; each extra camera costs ~29 MB), and a crash of the process (a fault in native code, out
+of memory) takes every camera down with it; an exception in one pipeline stops only that one. Use it for many similar
 cameras on one small box; use the site (``run.py site``) where isolation and one dashboard
 matter more.
 """
