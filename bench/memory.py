@@ -85,11 +85,12 @@ def render(d: dict) -> list:
                   for s in d.get("steps", [])])]
     st = d.get("streams", {})
     if st:
-        rows = [[k, v["n"], v["processes"], v["process_rss_mb"], v["rss_steady_mb"], f"{v['drop_ratio']:.1%}"]
-                for k, v in st.items()]
-        out += ["", "Real 720p 15 fps streams (`run.py stream --realtime`, decoder 1 thread):", "",
+        rows = [[k, v["n"], v["processes"], v["process_rss_mb"], v["rss_steady_mb"], v.get("pss_steady_mb"),
+                 f"{v['drop_ratio']:.1%}"] for k, v in st.items()]
+        out += ["", "Real 720p 15 fps streams (`run.py stream --realtime`, decoder 1 thread); PSS = RSS with "
+                "each shared page divided among the processes mapping it (what a stream adds to the box):", "",
                 table(["layout", "streams", "processes", "RSS of a process (MB)", "RSS per stream (MB)",
-                       "dropped"], rows)]
+                       "PSS per stream (MB)", "dropped"], rows)]
         if d.get("per_extra_camera_mb") is not None:
             out += ["", f"Each extra camera in one process adds {d['per_extra_camera_mb']} MB "
                         "(its queues, decoder, frames, tracker and threads); the runtime and the nets "
@@ -110,8 +111,8 @@ def memory(ctx: registry.Context) -> dict:
     cfgp = _config_file(ctx, "memory", {"inference": {"backend": "openvino", "threads": 1}})
     c = _WithConfig(ctx, cfgp)
     seconds = 3.0 if ctx.quick else 8.0
-    for label, n, one in (("one process per stream", 1, False), ("cameras of one process", 1, True),
-                          ("cameras of one process", 4, True)):
+    for label, n, one in (("one process per stream", 1, False), ("one process per stream", 4, False),
+                          ("cameras of one process", 1, True), ("cameras of one process", 4, True)):
         say(f"memory: {n} stream(s), {label}")
         out["streams"][f"{label}, {n}"] = run_streams(c, n, clip, seconds, 15.0, env=DECODER_ENV,
                                                       one_process=one)

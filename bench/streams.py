@@ -53,7 +53,8 @@ sys.exit(cli.main(["stream"] + {argv!r}))
 
 
 def proc_status(pid: int) -> Optional[dict]:
-    """VmRSS / VmHWM of a process in kB, or None once it has gone."""
+    """VmRSS / VmHWM of a process in kB, and Pss (its RSS with every shared page divided among
+    the processes that map it: what it really adds to the box), or None once it has gone."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -63,6 +64,12 @@ def proc_status(pid: int) -> Optional[dict]:
         if line.startswith(("VmRSS:", "VmHWM:")):
             k, v = line.split(":", 1)
             out[k] = int(v.split()[0])
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                out["Pss"] = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
     return out
 
 
@@ -123,6 +130,7 @@ def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: 
     (tmp / "go.part").write_text(repr(time.monotonic() + 0.3))
     (tmp / "go.part").replace(tmp / "go")
     rss: dict[int, list[int]] = {i: [] for i in range(nproc)}
+    pss: dict[int, list[int]] = {i: [] for i in range(nproc)}
     hwm: dict[int, int] = {}
     deadline = time.monotonic() + seconds * 3 + 60
     while any(p.poll() is None for p, _ in procs) and time.monotonic() < deadline:
@@ -130,6 +138,8 @@ def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: 
             st = proc_status(p.pid)
             if st:
                 rss[i].append(st.get("VmRSS", 0))
+                if "Pss" in st:
+                    pss[i].append(st["Pss"])
                 hwm[i] = max(hwm.get(i, 0), st.get("VmHWM", 0))
         time.sleep(0.25)
     streams = []
@@ -148,6 +158,8 @@ def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: 
             s["rss_steady_mb"] = round(statistics.median(samples) / 1024 / per, 1) if samples else None
             s["rss_peak_mb"] = round(hwm.get(i, 0) / 1024 / per, 1) if hwm.get(i) else None
             s["process_rss_mb"] = round(statistics.median(samples) / 1024, 1) if samples else None
+            ps = pss[i][len(pss[i]) // 2:]
+            s["pss_steady_mb"] = round(statistics.median(ps) / 1024 / per, 1) if ps else None
             streams.append(s)
     ok = [s for s in streams if "error" not in s]
     fin = sum(s.get("frames_in", 0) for s in ok)
@@ -162,6 +174,8 @@ def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: 
         "latency_ms_p95_max": max((s.get("latency_ms_p95", 0.0) for s in ok), default=None),
         "rss_steady_mb": median([s["rss_steady_mb"] for s in streams]),
         "rss_peak_mb": max((s["rss_peak_mb"] or 0 for s in streams), default=None),
+        "pss_steady_mb": median([s["pss_steady_mb"] for s in streams if s.get("pss_steady_mb")]) if any(
+            s.get("pss_steady_mb") for s in streams) else None,
         "processes": nproc, "process_rss_mb": max((s.get("process_rss_mb") or 0 for s in streams), default=None),
         "errors": [s["error"] for s in streams if "error" in s][:3],
         "sustained": len(ok) == n and drop < DENSITY_MAX_DROP and fps_min >= DENSITY_MIN_FPS_RATIO * fps,
