@@ -6,8 +6,8 @@ model does its own pixel conversion (channel order, mean, scale), so callers nev
 float blob: on OpenVINO the conversion is compiled into the graph, on OpenCV DNN it is one
 ``cv2.dnn.blobFromImages``.
 
-Backends (``inference.backend``): ``openvino`` (about 3x faster for YuNet, 4x for CenterFace
-and over 10x for the attribute nets on this CPU), ``opencv`` (``cv2.dnn``: the only path for
+Backends (``inference.backend``): ``openvino`` (1.5-2x faster than ``cv2.dnn`` for every net on
+the AVX2 development CPU; 3-12x on CPUs with wider vector units), ``opencv`` (``cv2.dnn``: the only path for
 Caffe files, and for the quantised res10 TensorFlow graph OpenVINO cannot convert) and
 ``auto`` (OpenVINO where it imports, else OpenCV with one log line saying so). Settings are
 per process (``configure``) because threads are a per-process budget.
