@@ -100,3 +100,36 @@ def test_misuse_with_several_sources_is_one_line(tmp_path, args, says):
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and says in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.models
+def test_each_camera_of_a_shared_process_publishes_its_own_events_to_a_real_broker(tmp_path):
+    """Each camera has its own MQTT client and spool: the broker gets, per camera topic, every
+    event that camera logged, and nothing of the other's."""
+    from helpers.mqtt_broker import Broker, Subscriber
+
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    try:
+        sub = Subscriber(broker.port, ["streamer/+/events"])
+        r = subprocess.run([sys.executable, str(ROOT / "run.py"), "stream", "--headless", "--max-frames", "100",
+                            "--source", str(video_path(HAMILTON)), "--source", str(video_path(CARPHONE)),
+                            "--camera", "door", "--camera", "car", "--mqtt", broker.url,
+                            "--events", str(tmp_path / "ev.jsonl")],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        logged: dict = {"door": [], "car": []}
+        for line in (tmp_path / "ev.jsonl").read_text().splitlines():
+            e = json.loads(line)
+            logged[e["camera"]].append(e["id"])
+        assert all(logged.values()), "each camera must log events"
+
+        def arrived(s, cam):
+            return set(s.event_ids(f"streamer/{cam}/events"))
+        sub.wait(lambda s: all(arrived(s, c) >= set(ids) for c, ids in logged.items()), 20,
+                 "every logged event on its camera's topic")
+        for cam, ids in logged.items():
+            assert arrived(sub, cam) == set(ids)
+        assert (tmp_path / "spool" / "door").is_dir() and (tmp_path / "spool" / "car").is_dir()
+    finally:
+        broker.stop()
