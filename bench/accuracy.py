@@ -24,11 +24,8 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    from streamer.core.geometry import iou  # lazy: listing the bench's sections stays cheap
+    return iou(a, b)
 
 
 MIN_GT_PX = 20  # faces narrower than this are scored apart (the detectors' stated floor)

@@ -37,10 +37,8 @@ def cross_gt_box(name: str, f: int) -> tuple[int, int, int, int]:
 
 
 def iou(a, b) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(iw, 0) * max(ih, 0)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    from streamer.core.geometry import iou as box_iou  # lazy: see the module docstring
+    return box_iou(a, b)
 
 
 def paste_feathered(canvas, face, box) -> None:

@@ -60,3 +60,12 @@ def test_non_finite_coordinates_are_refused_even_past_the_config_model():
     line = SimpleNamespace(name="a", points=[[0, 0], [math.inf, 1]])
     with pytest.raises(ConfigError, match=r"lines\[0\].points: expected numbers"):
         check_geometry(SimpleNamespace(lines=[line], zones=[]))
+
+
+def test_box_iou_by_hand():
+    from streamer.core.geometry import iou
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)  # half overlap
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (10, 0, 20, 10)) == 0.0  # touching edges
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0  # empty boxes: no division by zero

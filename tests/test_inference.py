@@ -216,6 +216,13 @@ def test_one_openvino_model_serves_every_thread_of_the_process():
         t.join(60)
     assert not any(t.is_alive() for t in threads)
     assert not bad
+    # The contract, deterministically: this thread's outputs stay what they were while
+    # another thread infers on the same model (its own request, its own buffers).
+    mine = a.infer(inputs[0])[0]
+    other = threading.Thread(target=lambda: a.infer(inputs[1]))
+    other.start()
+    other.join(60)
+    np.testing.assert_array_equal(mine, want[0])
 
 
 def test_the_stream_process_caps_malloc_arenas_unless_the_user_set_them():

@@ -373,13 +373,7 @@ def match_landmarks(faces: Sequence[Detection], others: Sequence[Detection],
                     min_iou: float = 0.5) -> list[Optional[tuple[Point, ...]]]:
     """For each face, the landmarks of the other detector's best-overlapping face (IoU >=
     ``min_iou``, each used once, largest overlaps first), or None."""
-    def iou(a: Box, b: Box) -> float:
-        w = min(a[2], b[2]) - max(a[0], b[0])
-        h = min(a[3], b[3]) - max(a[1], b[1])
-        if w <= 0 or h <= 0:
-            return 0.0
-        inter = w * h
-        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    from streamer.core.geometry import iou
     pairs = sorted(((iou(f.box, o.box), i, j) for i, f in enumerate(faces) for j, o in enumerate(others)
                     if o.landmarks is not None), reverse=True)
     out: list[Optional[tuple[Point, ...]]] = [None] * len(faces)

@@ -20,6 +20,16 @@ from streamer.errors import ConfigError
 from streamer.types import Point
 
 
+def iou(a, b) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes; 0 for disjoint or empty boxes.
+    (The tracker scores all pairs at once with its own vectorised form.)"""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def cross(o: Point, a: Point, b: Point) -> float:
     """z of (a - o) x (b - o): > 0 when b lies to the left of o -> a (image y down: right)."""
     return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])

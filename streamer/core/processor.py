@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from streamer.core.scenecut import features as scene_features
 from streamer.types import Attributes, Event, Frame, Person
 
 
@@ -68,8 +69,7 @@ class Processor:
         det = make(image) if make is not None and self.cadence is None else None
         scene = None
         if self.scenecut is not None and self.scenecut.threshold:
-            from streamer.core import scenecut
-            scene = scenecut.features(image)
+            scene = scene_features(image)
         return Prepared(det, scene) if det is not None or scene is not None else None
 
     def process(self, frame: Frame) -> Processed:

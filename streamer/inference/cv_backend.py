@@ -46,16 +46,11 @@ class OpenCvModel:
     @classmethod
     def from_files(cls, path: Path, spec: InputSpec, outputs: Sequence[str] = (),
                    config: Optional[Path] = None) -> "OpenCvModel":
+        if path.suffix == ".caffemodel" and not hasattr(cv2.dnn, "readNetFromCaffe"):
+            raise ModelError(f"{path.name} is a Caffe model and OpenCV {cv2.__version__} has no "
+                             "Caffe importer; install opencv-python<5")
         try:
-            if path.suffix == ".caffemodel":
-                if not hasattr(cv2.dnn, "readNetFromCaffe"):
-                    raise ModelError(f"{path.name} is a Caffe model and OpenCV {cv2.__version__} has no "
-                                     "Caffe importer; install opencv-python<5")
-                net = cv2.dnn.readNetFromCaffe(str(config), str(path))
-            elif path.suffix == ".pb":
-                net = cv2.dnn.readNetFromTensorflow(str(path), str(config) if config else "")
-            else:
-                net = cv2.dnn.readNet(str(path))
+            net = cls._read(path, config)
         except cv2.error as e:
             raise ModelError(f"cannot load {path} with OpenCV {cv2.__version__}: {_error_line(e)}") from None
         if net.empty():
