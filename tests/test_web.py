@@ -20,6 +20,7 @@ import importlib.util
 import io
 import json
 import logging
+import os
 import socket
 import struct
 import threading
@@ -693,6 +694,21 @@ def test_shutdown_with_idle_keepalive_connections_is_bounded():
         socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
     for c in conns:
         c.close()
+
+
+def test_shutdown_when_the_wake_up_pipe_is_gone_still_closes_the_port():
+    """CI once saw EBADF from waitress's trigger at shutdown: the server must still let go of
+    its port and connections instead of raising out of shutdown."""
+    srv = web.Server(make_app(), "127.0.0.1", 0).start()
+    assert request_to(srv, "GET", "/healthz")[0] == 200
+    trig = srv._srv.trigger
+    os.close(trig.trigger)  # the write end the shutdown would wake the loop through
+    trig._fds = [fd for fd in trig._fds if fd != trig.trigger]
+    t0 = time.monotonic()
+    srv.shutdown()
+    assert time.monotonic() - t0 < 10.0  # a hang trips this, not a slow machine
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
 
 
 def test_metrics_parse_uses_the_exposition_format():

@@ -95,7 +95,14 @@ class Server:
             wasyncore.close_all(srv._map)
             closed.set()
 
-        srv.trigger.pull_trigger(close_all)
+        try:
+            srv.trigger.pull_trigger(close_all)
+        except OSError as e:
+            # The loop's wake-up pipe is already gone (seen once in CI under load: EBADF), so no
+            # loop will run the thunk: close the sockets here rather than fail the shutdown.
+            log.warning("web: server wake-up pipe unusable at shutdown (%s); closing directly", e)
+            wasyncore.close_all(srv._map)
+            closed.set()
         closed.wait(max(0.1, deadline - time.monotonic()))
         if self._thread is not None:
             self._thread.join(max(0.1, deadline - time.monotonic()))
