@@ -49,3 +49,46 @@ class Clips:
             raise RuntimeError(f"ffmpeg failed ({r.returncode}) making {out.name}")
         tmp.replace(out)
         return out
+
+    def shifted(self, res: str, fps: int, n: int) -> list[Path]:
+        """``n`` copies of the ``res``/``fps`` clip for ``n`` simultaneous streams, each starting
+        at its own point of the clip (then wrapping round to its start), phases spread evenly
+        over ``PHASES`` fixed offsets: cameras of one site do not show the same scene in
+        lockstep, and the same clip started together would line up every burst of work
+        (people appearing, the loop's scene cut) in every stream at once. Same encoder and
+        settings as ``get``, so decoding costs the same."""
+        base = self.get(res, fps)
+        frames = self._frames(base)
+        out = []
+        for i in range(n):
+            k = (i * self.PHASES // n) % self.PHASES if n <= self.PHASES else i % self.PHASES
+            out.append(self._rotated(base, frames * k // self.PHASES))  # all re-encoded alike
+        return out
+
+    PHASES = 8
+
+    @staticmethod
+    def _frames(clip: Path) -> int:
+        import cv2
+        cap = cv2.VideoCapture(str(clip))
+        try:
+            return int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        finally:
+            cap.release()
+
+    def _rotated(self, clip: Path, start: int) -> Path:
+        out = clip.with_name(f"{clip.stem}_from{start}.mp4")
+        if out.is_file() and out.stat().st_size > 0:
+            return out
+        frames = self._frames(clip)
+        tmp = out.with_suffix(".part.mp4")
+        say(f"encoding {out.name}")
+        # The clip twice over, cut to its own length from frame `start`.
+        cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "1", "-i", str(clip),
+               "-an", "-vf", f"trim=start_frame={start}:end_frame={start + frames},setpts=PTS-STARTPTS",
+               "-c:v", "libx264", "-preset", "medium", "-crf", "23", "-pix_fmt", "yuv420p", str(tmp)]
+        r = subprocess.run(cmd, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(f"ffmpeg failed ({r.returncode}) making {out.name}")
+        tmp.replace(out)
+        return out

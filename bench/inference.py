@@ -214,7 +214,8 @@ def render_density(d: dict) -> list:
                      best.get("drop_ratio"), best.get("min_stream_fps"),
                      best.get("rss_steady_mb"), best.get("rss_peak_mb"),
                      ", ".join(f"{t['n']}: {t['drop_ratio']:.1%}" for t in v["trials"])])
-    out = [f"720p 15 fps real time, {d.get('seconds_per_trial')} s per trial, decoder 1 thread per stream; "
+    out = [f"720p 15 fps real time, {d.get('seconds_per_trial')} s per trial, decoder 1 thread per stream, "
+           "each stream from its own point of the clip (`Clips.shifted`); "
            f"sustained = {d.get('criterion')}. \"one process\": the streams are cameras of one "
            "`run.py stream --source ... --source ...` process, RSS per stream = the process's / n.",
            table(["variant", "streams sustained", "CPU ms / frame (one stream)", "streams the CPU allows",
@@ -254,7 +255,7 @@ def density_backends(ctx: registry.Context) -> dict:
 
         def trial(n: int) -> bool:
             say(f"density [{name}]: {n} stream(s) x {seconds:g} s")
-            trials[n] = t = run_streams(c, n, clip, seconds, 15.0, env=DECODER_ENV,
+            trials[n] = t = run_streams(c, n, ctx.clips.shifted("720p", 15, n), seconds, 15.0, env=DECODER_ENV,
                                         one_process=name.startswith(ONE_PROCESS))
             say(f"  drops {t['drop_ratio']:.2%}, slowest {t['min_stream_fps']} fps, RSS {t['rss_steady_mb']} MB, "
                 f"{'ok' if t['sustained'] else 'NOT sustained'}")

@@ -107,7 +107,6 @@ def memory(ctx: registry.Context) -> dict:
 
     say("memory: step by step in a fresh process")
     out: dict = {"steps": steps(), "streams": {}}
-    clip = ctx.clips.get("720p", fps=15)
     cfgp = _config_file(ctx, "memory", {"inference": {"backend": "openvino", "threads": 1}})
     c = _WithConfig(ctx, cfgp)
     seconds = 2.0 if ctx.quick else 8.0
@@ -116,7 +115,8 @@ def memory(ctx: registry.Context) -> dict:
                 ("cameras of one process", 1, True), ("cameras of one process", 4, True)))
     for label, n, one in layouts:
         say(f"memory: {n} stream(s), {label}")
-        out["streams"][f"{label}, {n}"] = run_streams(c, n, clip, seconds, 15.0, env=DECODER_ENV,
+        out["streams"][f"{label}, {n}"] = run_streams(c, n, ctx.clips.shifted("720p", 15, n), seconds, 15.0,
+                                                      env=DECODER_ENV,
                                                       one_process=one)
     one_cam = out["streams"]["cameras of one process, 1"]["process_rss_mb"]
     four = out["streams"]["cameras of one process, 4"]

@@ -79,26 +79,28 @@ def stream_argv(config_args: list[str], clip: Path, frames: int, summary: Path) 
             "--headless", "--camera", "bench", "--summary-json", str(summary)]
 
 
-def _several(argv: list[str], n: int) -> list[str]:
-    """One stream's arguments turned into ``n`` cameras of one process."""
+def _several(argv: list[str], sources: list[Path]) -> list[str]:
+    """One stream's arguments turned into one camera per source, all in one process."""
     out, skip = [], False
-    for i, x in enumerate(argv):
+    for x in argv:
         if skip:
             skip = False
             continue
         if x in ("--source", "--camera"):
             skip = True
             if x == "--source":
-                for k in range(n):
-                    out += ["--source", argv[i + 1], "--camera", f"bench-{k + 1}"]
+                for k, src in enumerate(sources):
+                    out += ["--source", str(src), "--camera", f"bench-{k + 1}"]
             continue
         out.append(x)
     return out
 
 
-def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: float,
+def run_streams(ctx: registry.Context, n: int, clip, seconds: float, fps: float,
                 env: Optional[dict] = None, one_process: bool = False) -> dict:
     """``n`` ``run.py stream`` processes, each reading ``seconds`` of ``clip`` paced at ``fps``
+    (``clip``: one path for every stream, or a list with one per stream, as
+    ``Clips.shifted`` gives)
     (``one_process``: one process with ``--source`` given ``n`` times; its RSS is then shared
     by its ``n`` streams and reported per stream as RSS / n, the total beside it).
 
@@ -113,11 +115,12 @@ def run_streams(ctx: registry.Context, n: int, clip: Path, seconds: float, fps: 
     procs = []
     e = dict(os.environ, **(env or {}))
     nproc, per = (1, n) if one_process else (n, 1)
+    clips = list(clip) if isinstance(clip, (list, tuple)) else [clip] * n
     for i in range(nproc):
         log = open(tmp / f"s{i}.log", "wb")
-        argv = stream_argv(ctx.stream_config_args(), clip, frames, tmp / f"s{i}.json")
+        argv = stream_argv(ctx.stream_config_args(), clips[i], frames, tmp / f"s{i}.json")
         if one_process:
-            argv = _several(argv, n)
+            argv = _several(argv, clips)
         code = _STREAM_CHILD.format(root=str(ROOT), argv=argv, ready=str(tmp / f"ready{i}"),
                                     go=str(tmp / "go"), offset=i / (n * fps), step=1 / (n * fps))
         p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=log,
@@ -204,7 +207,8 @@ def density_search(trial: Callable[[int], bool], start: int, limit: int) -> int:
 def render_density(d) -> list:
     out = [f"Criterion: {d.get('criterion')}; {d.get('seconds_per_trial')} s per trial; up to "
            f"{d.get('limit_tested')} streams. Each stream is `run.py stream --realtime --loop "
-           "--headless` on the 720p 15 fps clip (the CLI's own code behind a start barrier, so "
+           "--headless` on the 720p 15 fps clip, each stream from its own point of it (as cameras "
+           "of one site show different scenes; the CLI's own code behind a start barrier, so "
            "the trial measures steady state, phases spread over one frame).", ""]
     variants = d.get("variants") or {"default": d}
     for name, v in variants.items():
@@ -230,7 +234,6 @@ def density_findings(data: dict) -> list[str]:
 def density(ctx: registry.Context) -> dict:
     """How many 720p 15 fps real-time streams (one process each) run without drops."""
     a = ctx.a
-    clip = ctx.clips.get("720p", fps=15)
     seconds = a.density_seconds or (3.0 if ctx.quick else 15.0)
     limit = a.density_max or (2 if ctx.quick else 12)
     variants = ["default"] if ctx.quick else list(DENSITY_VARIANTS)
@@ -243,7 +246,8 @@ def density(ctx: registry.Context) -> dict:
 
         def trial(n: int) -> bool:
             say(f"density [{v}]: {n} stream(s) x {seconds:g} s of 720p at 15 fps")
-            trials[n] = run_streams(ctx, n, clip, seconds, 15.0, env=DENSITY_VARIANTS[v])
+            trials[n] = run_streams(ctx, n, ctx.clips.shifted("720p", 15, n), seconds, 15.0,
+                                    env=DENSITY_VARIANTS[v])
             t = trials[n]
             say(f"  drops {t['drop_ratio']:.2%}, slowest stream {t['min_stream_fps']} fps, "
                 f"{'ok' if t['sustained'] else 'NOT sustained'}")

@@ -87,6 +87,47 @@ def test_compiled_models_come_back_from_the_cache(tmp_path):
         inference.configure(cache_dir="")
 
 
+def test_the_cache_keeps_the_recently_used_blobs_under_its_bound(tmp_path):
+    import os
+    from streamer.inference import ov_backend
+    now = 1_700_000_000
+    for i, name in enumerate(["yunet-%020x.blob" % i for i in range(6)]):
+        (tmp_path / name).write_bytes(b"x" * 1000)
+        os.utime(tmp_path / name, (now + i, now + i))  # 0 is the least recently used
+    (tmp_path / "notes.txt").write_bytes(b"y" * 5000)  # not ours: never removed
+    (tmp_path / "123456.blob").write_bytes(b"z" * 5000)  # OpenVINO's own naming: not ours
+    keep = tmp_path / ("yunet-%020x.blob" % 0)  # just written, though old by its mtime
+    assert ov_backend.prune_cache(tmp_path, 3500, keep=keep) == 3
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["notes.txt", "123456.blob", keep.name] + ["yunet-%020x.blob" % i for i in (4, 5)])
+    assert ov_backend.prune_cache(tmp_path, 3500) == 0  # already under the bound
+    assert ov_backend.prune_cache(tmp_path / "absent", 0) == 0
+
+
+def test_a_cache_hit_refreshes_the_blob_and_new_blobs_prune_the_folder(tmp_path, monkeypatch):
+    import os
+    from streamer.inference import ov_backend
+    inference.configure(cache_dir=str(tmp_path))
+    try:
+        path = modelstore.path_of(yunet.MODEL)
+        x = np.zeros((1, 64, 96, 3), np.uint8)
+        inference.load(path, yunet.SPEC, yunet.OUTPUTS, backend="openvino").infer(x)
+        (blob,) = tmp_path.glob("*.blob")
+        os.utime(blob, (1_000_000, 1_000_000))
+        backend_mod._shared.clear()
+        inference.load(path, yunet.SPEC, yunet.OUTPUTS, backend="openvino").infer(x)
+        assert blob.stat().st_mtime > 1_000_000  # used: refreshed
+        os.utime(blob, (1_000_000, 1_000_000))  # now make it the oldest, and the bound tiny
+        monkeypatch.setattr(ov_backend, "CACHE_MAX_MB", 0)
+        backend_mod._shared.clear()
+        inference.load(path, yunet.SPEC, yunet.OUTPUTS, backend="openvino").infer(
+            np.zeros((1, 96, 64, 3), np.uint8))  # a new size: a new blob, the old one pruned
+        blobs = list(tmp_path.glob("*.blob"))
+        assert len(blobs) == 1 and blobs[0] != blob
+    finally:
+        inference.configure(cache_dir="")
+
+
 def test_new_sizes_after_the_static_ones_go_to_one_dynamic_model():
     from streamer.inference import ov_backend
     path = modelstore.path_of(yunet.MODEL)

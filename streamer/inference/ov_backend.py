@@ -15,7 +15,10 @@
   pixel conversion, threads and OpenVINO version. A warm start imports a blob (~0.03 s for
   YuNet) instead of reading, reshaping, adding the pre-processing and compiling (~0.25 s), and
   never loads the ONNX reader. OpenVINO's own ``CACHE_DIR`` was measured too: it still reads
-  and hashes the model every start and saved little here.
+  and hashes the model every start and saved little here. The folder is bounded
+  (``CACHE_MAX_MB``): a blob used is touched, and after each new blob the least recently used
+  ones go, so a box that runs for months through model refreshes and OpenVINO upgrades (each
+  a new key) does not fill its disk.
 - The warm path loads only OpenVINO's extension module (``openvino._pyopenvino``), not the
   ``openvino`` package: the package's init pulls in its Python API, frontends and telemetry,
   ~17 MB of RSS per process (measured: +29 MB vs +12 MB over numpy and cv2) that a stream
@@ -33,6 +36,7 @@ import importlib.machinery
 import importlib.util
 import logging
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 
 STATIC_SIZES = 2
 MAX_BATCH = 8
+CACHE_MAX_MB = 512  # ~35 sizes of every net; the default config's blobs take ~9 MB
 _core = None
 _compile_core = None
 _ext = None
@@ -128,6 +133,56 @@ def _cache_file(cache_dir: Optional[str], key: str, stem: str) -> Optional[Path]
     return d / f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.blob"
 
 
+def _touch(blob: Path) -> None:
+    """Mark a blob used now (the pruning keeps recently used ones); a read-only cache is fine."""
+    try:
+        os.utime(blob)
+    except OSError:
+        pass
+
+
+_BLOB = re.compile(r"^.+-[0-9a-f]{20}\.blob$")  # only our own blobs are ever removed
+
+
+def prune_cache(folder: Path, max_bytes: int, keep: Optional[Path] = None) -> int:
+    """Remove this cache's least recently used blobs (by mtime, which a hit refreshes) until
+    the rest fit in ``max_bytes``; ``keep`` (the blob just written) always stays. Other
+    processes may prune or write at the same time: a file already gone is skipped. Returns
+    how many were removed."""
+    blobs = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for e in entries:
+        if _BLOB.match(e.name) and (keep is None or e.name != keep.name):
+            try:
+                st = e.stat()
+            except OSError:
+                continue
+            blobs.append((st.st_mtime, st.st_size, e.path))
+    total = sum(b[1] for b in blobs)
+    if keep is not None:
+        try:
+            total += keep.stat().st_size
+        except OSError:
+            pass
+    removed = 0
+    for _mtime, size, path in sorted(blobs):
+        if total <= max_bytes:
+            break
+        try:
+            os.remove(path)
+            removed += 1
+        except OSError:
+            pass
+        total -= size
+    if removed:
+        log.info("inference: removed %d old compiled model(s) from %s (cache kept under %d MB)",
+                 removed, folder, max_bytes >> 20)
+    return removed
+
+
 class OpenVinoModel:
     backend = "openvino"
 
@@ -175,6 +230,7 @@ class OpenVinoModel:
         if blob is not None and blob.is_file():
             try:
                 compiled = self._core.import_model(blob.read_bytes(), "CPU", config)
+                _touch(blob)
             except Exception as e:  # noqa: BLE001 - a stale or torn blob: compile afresh
                 log.info("inference: ignoring cached %s (%s)", blob.name, _first_line(e))
         if compiled is None:
@@ -185,6 +241,7 @@ class OpenVinoModel:
                     tmp = blob.with_suffix(f".{os.getpid()}.part")
                     tmp.write_bytes(data.getvalue() if hasattr(data, "getvalue") else bytes(data))
                     os.replace(tmp, blob)
+                    prune_cache(blob.parent, CACHE_MAX_MB << 20, keep=blob)
                 except (OSError, RuntimeError) as e:
                     log.info("inference: cannot cache %s: %s", blob.name, e)
         if self._out_idx is None:
