@@ -87,6 +87,23 @@ def test_compiled_models_come_back_from_the_cache(tmp_path):
         inference.configure(cache_dir="")
 
 
+def test_a_cached_model_is_mapped_from_its_blob_not_read_into_memory(tmp_path):
+    """Its weights are then file pages every stream process shares (issue 13: memory)."""
+    inference.configure(cache_dir=str(tmp_path))
+    try:
+        path = modelstore.path_of(GENDER_ONNX)
+        chips = _chips(3, 32, seed=5)
+        first = np.array(inference.load(path, DlibNets.SPEC, backend="openvino").infer(chips)[0])
+        (blob,) = tmp_path.glob("*.blob")
+        backend_mod._shared.clear()
+        again = inference.load(path, DlibNets.SPEC, backend="openvino")
+        maps = open("/proc/self/maps").read()
+        assert str(blob) in maps
+        np.testing.assert_array_equal(np.array(again.infer(chips)[0]), first)
+    finally:
+        inference.configure(cache_dir="")
+
+
 def test_the_cache_keeps_the_recently_used_blobs_under_its_bound(tmp_path):
     import os
     from streamer.inference import ov_backend

@@ -198,6 +198,7 @@ class OpenVinoModel:
         self._out_idx: Optional[list[int]] = None
         self._static: dict[tuple[int, int], object] = {}  # (h, w) -> compiled model
         self._dynamic = None  # compiled with dynamic sizes (classifiers: dynamic batch)
+        self._mapped: list = []  # the blob mappings the compiled models' weights live in
         # One infer request per thread and compiled model: a request's output buffers are the
         # views ``infer`` returns, so each thread keeps its own until its next call.
         self._local = threading.local()
@@ -229,7 +230,14 @@ class OpenVinoModel:
         compiled = None
         if blob is not None and blob.is_file():
             try:
-                compiled = self._core.import_model(blob.read_bytes(), "CPU", config)
+                # Mapped, not read: the CPU plugin keeps its weights in the mapping (zero-copy),
+                # so they are file pages every process of the box shares (the age net's 10.5 MB
+                # counted once, not per stream) instead of each process's own memory. Private
+                # (copy-on-write) and never written in place: a blob is only ever replaced or
+                # removed, which leaves an existing mapping intact.
+                data = np.memmap(blob, dtype=np.uint8, mode="c")
+                compiled = self._core.import_model(self._ext.Tensor(data, shared_memory=True), "CPU", config)
+                self._mapped.append(data)  # the mapping lives as long as the model
                 _touch(blob)
             except Exception as e:  # noqa: BLE001 - a stale or torn blob: compile afresh
                 log.info("inference: ignoring cached %s (%s)", blob.name, _first_line(e))
