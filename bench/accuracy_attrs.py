@@ -346,7 +346,7 @@ def calibration_section(ctx: registry.Context) -> dict:
     if not has_attributes():
         return {"status": "missing", "hook": "streamer/core/attributes.py"}
     cfg = config.load(None, {})
-    folder, limit = root / "agegender" / "utkface_dev", 60 if ctx.quick else 0
+    folder, limit = root / "agegender" / "utkface_dev", 40 if ctx.quick else 0
     d = cross_validate(cfg, folder, limit)
     if d.get("pair"):  # what the pair buys: the same faces with the detector's chips alone
         alone = cross_validate(cfg, folder, limit, pair=None)
