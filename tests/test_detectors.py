@@ -8,6 +8,8 @@
 
 import csv
 
+import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -85,7 +87,7 @@ def _same_faces(a, b, floor: float):
     return len(pairs)
 
 
-@pytest.mark.parametrize("backend", ("openvino", "opencv"))
+@pytest.mark.parametrize("backend", ("openvino", "opencv", "onnxruntime"))
 def test_yunet_decoded_here_finds_what_face_detector_yn_finds(photos, backend):
     det = _build("yunet", backend, min_face_px=0)
     ref = cv2.FaceDetectorYN.create(str(modelstore.path_of(yunet.MODEL)), "", (320, 320),
@@ -111,6 +113,25 @@ def test_both_backends_give_the_same_faces(photos, kind):
     ov, cv = _build(kind, "openvino"), _build(kind, "opencv")
     matched = sum(_same_faces(ov.detect(img), cv.detect(img), ov.low) for img in photos)
     assert matched >= 100
+
+
+def test_onnxruntime_gives_the_faces_openvino_gives(photos):
+    ov, rt = _build("yunet", "openvino"), _build("yunet", "onnxruntime")
+    matched = sum(_same_faces(ov.detect(img), rt.detect(img), ov.low) for img in photos)
+    assert matched >= 100
+
+
+def test_a_net_with_a_fixed_input_size_leaves_onnxruntime_for_openvino(caplog):
+    """CenterFace's file fixes its input at 10x3x32x32, which ONNX Runtime cannot resize."""
+    from streamer.inference import backend as backend_mod
+    backend_mod._said_fallback.discard("centerface.onnx")  # said once per process
+    inference.configure(backend="onnxruntime")
+    with caplog.at_level(logging.INFO, logger="streamer.inference"):
+        d = detect.build(config.load(None, {"detector.kind": "centerface"}).detector)
+    assert d.model.backend == "openvino"
+    assert any("centerface" in r.getMessage() and "ONNX Runtime" in r.getMessage() for r in caplog.records)
+    img = np.zeros((240, 320, 3), np.uint8)
+    assert d.detect(img) == []
 
 
 def test_centerface_landmarks_come_in_yunet_order(photos):

@@ -19,7 +19,7 @@ from streamer.inference import backend as backend_mod
 from streamer.media import modelstore
 
 pytestmark = pytest.mark.models
-BACKENDS = ("openvino", "opencv")
+BACKENDS = ("openvino", "opencv", "onnxruntime")
 
 
 @pytest.fixture(autouse=True)

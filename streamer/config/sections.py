@@ -106,7 +106,7 @@ class DetectorConfig:
 
 @section("inference")
 class InferenceConfig:
-    backend: Literal["auto", "openvino", "opencv"] = "auto"  # auto: OpenVINO where it imports
+    backend: Literal["auto", "openvino", "opencv", "onnxruntime"] = "auto"  # auto: OpenVINO where it imports
     threads: Int(0, 256) = 0  # per process; 0 = a stream: every core but one, else every core
     cache_dir: OptPath = None  # OpenVINO compiled-model cache (default ~/.cache/streamer/openvino)
 

@@ -24,7 +24,7 @@ from streamer.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "openvino", "opencv")
+BACKENDS = ("auto", "openvino", "opencv", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class InputSpec:
 
 
 class Model(Protocol):
-    backend: str  # "openvino" | "opencv"
+    backend: str  # "openvino" | "opencv" | "onnxruntime"
 
     def infer(self, images: np.ndarray) -> list[np.ndarray]:
         """uint8 BGR N x H x W x 3 -> the outputs asked for at load, in that order.
@@ -127,6 +127,13 @@ def active_backend() -> str:
             want = _settings.backend
             if want == "opencv":
                 _resolved = "opencv"
+            elif want == "onnxruntime":
+                from streamer.inference.ort_backend import available
+                if not available():
+                    raise ModelError("inference.backend onnxruntime: the onnxruntime package does not "
+                                     "import here; pip install -r requirements.txt, or set "
+                                     "inference.backend: auto")
+                _resolved = "onnxruntime"
             elif openvino_available():
                 _resolved = "openvino"
             elif want == "openvino":
@@ -155,11 +162,29 @@ def load(path: Path, spec: InputSpec, outputs: Sequence[str] = (), *, config: Op
     """
     path = Path(path)
     chosen = backend or active_backend()
-    if chosen == "openvino" and path.suffix in _OPENCV_ONLY:
+    if chosen in ("openvino", "onnxruntime") and path.suffix in _OPENCV_ONLY:
         if path.name not in _said_fallback:
             _said_fallback.add(path.name)
-            log.info("inference: %s runs on OpenCV DNN (OpenVINO cannot read this format)", path.name)
+            log.info("inference: %s runs on OpenCV DNN (%s cannot read this format)", path.name,
+                     "OpenVINO" if chosen == "openvino" else "ONNX Runtime")
         chosen = "opencv"
+    if chosen == "onnxruntime":
+        from streamer.inference.ort_backend import FixedShape, OnnxRuntimeModel
+        # One session per process, shared by every thread (its run is thread-safe).
+        st = path.stat()
+        key = ("ort", str(path.resolve()), st.st_size, st.st_mtime_ns, spec, tuple(outputs), thread_count())
+        try:
+            with _lock:
+                model = _shared.get(key)
+                if model is None:
+                    model = _shared[key] = OnnxRuntimeModel(path, spec, tuple(outputs), thread_count())
+            return model
+        except FixedShape as e:
+            chosen = "openvino" if openvino_available() else "opencv"
+            if path.name not in _said_fallback:
+                _said_fallback.add(path.name)
+                log.info("inference: %s runs on %s (%s; ONNX Runtime cannot run it at other sizes)",
+                         path.name, "OpenVINO" if chosen == "openvino" else "OpenCV DNN", e)
     if chosen == "openvino":
         from streamer.inference.ov_backend import OpenVinoModel
         # One compiled copy per process: OpenVINO runs one inference at a time per process

@@ -1,0 +1,93 @@
+"""ONNX Runtime backend: ONNX nets on ONNX Runtime's CPU execution provider (MLAS kernels).
+
+Why a third backend: on the AVX2 development CPU (AMD EPYC, no VNNI/AVX-512) ONNX Runtime runs
+YuNet at 640x352 for ~30 % less CPU than OpenVINO (6.4 vs 9.2 ms, one thread, interleaved
+rounds; the age and gender nets cost the same on both), and YuNet is most of a stream's work.
+On CPUs with wider vector units OpenVINO is the faster one (the shared models README measured
+YuNet at 3.0 ms there), which is why ``auto`` stays OpenVINO; ``inference.backend:
+onnxruntime`` is the choice for boxes like this one (``run.py bench --only backends`` tells).
+
+- Nets whose file fixes the input size (CenterFace) run on OpenVINO (else OpenCV) instead,
+  with one log line: ONNX Runtime cannot run them at another size.
+- One session per net and process, shared by every thread (``InferenceSession.run`` is
+  thread-safe); ONNX Runtime takes any input size and batch without a compile step, keeping
+  its buffers in its own arena.
+- Pixels: plain NCHW float for nets without a mean or scale (one numpy pass), otherwise
+  ``cv2.dnn.blobFromImages`` (swap, mean, scale in one C++ pass), as the OpenCV backend does.
+- ``threads`` go to ``intra_op_num_threads``; inter-op parallelism is off (these nets are
+  chains with no parallel branches worth a second pool), and spinning is off so an idle pool
+  does not burn a core another stream could use.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from streamer.errors import ModelError
+from streamer.inference.backend import InputSpec
+
+log = logging.getLogger(__name__)
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+class FixedShape(Exception):
+    """The net's file fixes the input size a caller varies (CenterFace ships as 10x3x32x32):
+    ONNX Runtime, unlike OpenVINO and OpenCV, cannot run it at another size."""
+
+
+def available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+        return True
+    except Exception:  # noqa: BLE001 - an import that fails in any way means "not here"
+        return False
+
+
+class OnnxRuntimeModel:
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, spec: InputSpec, outputs: Sequence[str], threads: int):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.spec = spec
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, int(threads))
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # warnings about unused initializers are noise to a user
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own exception types
+            raise ModelError(f"cannot load {self.path} with ONNX Runtime: {_first_line(e)}") from None
+        inp = self._sess.get_inputs()[0]
+        varying = (0,) if spec.batch else (2, 3)
+        if any(isinstance(inp.shape[i], int) for i in varying if i < len(inp.shape)):
+            raise FixedShape(f"{self.path.name} fixes its input at {inp.shape}")
+        self._input = inp.name
+        names = [o.name for o in self._sess.get_outputs()]
+        missing = [n for n in outputs if n not in names]
+        if missing:
+            raise ModelError(f"{self.path.name} has no output {missing[0]!r} (outputs: {', '.join(names)})")
+        self._outputs = list(outputs) if outputs else names
+
+    def _blob(self, images: np.ndarray) -> np.ndarray:
+        s = self.spec
+        if s.rgb or s.scale != 1.0 or any(s.mean):
+            return cv2.dnn.blobFromImages(list(images), scalefactor=s.scale, mean=s.mean, swapRB=s.rgb,
+                                          crop=False)
+        return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+
+    def infer(self, images: np.ndarray) -> list[np.ndarray]:
+        return self._sess.run(self._outputs, {self._input: self._blob(images)})
