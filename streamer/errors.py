@@ -30,3 +30,10 @@ class ImageError(StreamerError):
     def __init__(self, message: str, code: str = "bad_image"):
         super().__init__(message)
         self.code = code
+
+
+def one_line(e: Exception, last: bool = False) -> str:
+    """One line of a library's multi-line exception text for a user message: the first
+    (OpenVINO, ONNX Runtime put the point there) or the ``last`` (OpenCV ends with it)."""
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return (lines[-1] if last else lines[0]) if lines else type(e).__name__

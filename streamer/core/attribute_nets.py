@@ -19,7 +19,7 @@ from streamer import inference
 from streamer.core import align
 from streamer.media import modelstore
 from streamer.config import AttributesConfig
-from streamer.errors import ModelError
+from streamer.errors import ModelError, one_line
 
 AGE_ONNX = "age-v1.onnx"
 GENDER_ONNX = "gender-v1.onnx"
@@ -93,11 +93,6 @@ def _sized(chips: np.ndarray, size: int) -> np.ndarray:
     if chips.shape[1:3] == (size, size):
         return chips
     return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in chips])
-
-
-def _error_line(e: Exception) -> str:
-    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(e).__name__
 
 
 def _as_model(net, spec: inference.InputSpec) -> inference.Model:
@@ -195,7 +190,7 @@ class LeviHassnerNets:
             # one forward at load time turns that into an error here rather than mid-stream.
             out = model.infer(np.zeros((1, 227, 227, 3), np.uint8))[0]
         except cv2.error as e:
-            raise ModelError(f"cannot load {weights} with {proto}: {_error_line(e)}") from None
+            raise ModelError(f"cannot load {weights} with {proto}: {one_line(e, last=True)}") from None
         except ModelError as e:
             raise ModelError(f"cannot load {weights} with {proto}: {e}") from None
         if out.size != classes:

@@ -12,13 +12,18 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from streamer.errors import ModelError
+from streamer.errors import ModelError, one_line
 from streamer.inference.backend import InputSpec
 
 
-def _error_line(e: Exception) -> str:
-    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(e).__name__
+def float_blob(images: np.ndarray, s: InputSpec) -> np.ndarray:
+    """uint8 BGR N x H x W x 3 -> the float N x 3 x H x W the net wants (channel order, mean,
+    scale), for the backends that take a float blob (OpenCV DNN, ONNX Runtime)."""
+    if s.rgb or s.scale != 1.0 or any(s.mean):
+        return cv2.dnn.blobFromImages(list(images), scalefactor=s.scale, mean=s.mean, swapRB=s.rgb,
+                                      crop=False)
+    # Plain float NCHW: a transpose + cast is one numpy pass, cheaper than blobFromImages.
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
 class OpenCvModel:
@@ -52,7 +57,7 @@ class OpenCvModel:
         try:
             net = cls._read(path, config)
         except cv2.error as e:
-            raise ModelError(f"cannot load {path} with OpenCV {cv2.__version__}: {_error_line(e)}") from None
+            raise ModelError(f"cannot load {path} with OpenCV {cv2.__version__}: {one_line(e, last=True)}") from None
         if net.empty():
             raise ModelError(f"cannot load {path}: OpenCV returned an empty net")
         return cls(net, spec, outputs, reload=lambda: cls._read(path, config))
@@ -78,13 +83,7 @@ class OpenCvModel:
         return net
 
     def infer(self, images: np.ndarray) -> list[np.ndarray]:
-        s = self.spec
-        if s.rgb or s.scale != 1.0 or any(s.mean):
-            blob = cv2.dnn.blobFromImages(list(images), scalefactor=s.scale, mean=s.mean, swapRB=s.rgb,
-                                          crop=False)
-        else:
-            # Plain float NCHW: a transpose + cast is one numpy pass, cheaper than blobFromImages.
-            blob = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+        blob = float_blob(images, self.spec)
         net = self._net_for(images.shape[1:3])
         net.setInput(blob)
         if not self.outputs:

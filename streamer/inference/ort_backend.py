@@ -12,8 +12,7 @@ onnxruntime`` is the choice for boxes like this one (``run.py bench --only backe
 - One session per net and process, shared by every thread (``InferenceSession.run`` is
   thread-safe); ONNX Runtime takes any input size and batch without a compile step, keeping
   its buffers in its own arena.
-- Pixels: plain NCHW float for nets without a mean or scale (one numpy pass), otherwise
-  ``cv2.dnn.blobFromImages`` (swap, mean, scale in one C++ pass), as the OpenCV backend does.
+- Pixels: the float blob the OpenCV backend builds (``cv_backend.float_blob``).
 - ``threads`` go to ``intra_op_num_threads``; inter-op parallelism is off (these nets are
   chains with no parallel branches worth a second pool), and spinning is off so an idle pool
   does not burn a core another stream could use.
@@ -21,22 +20,14 @@ onnxruntime`` is the choice for boxes like this one (``run.py bench --only backe
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
-from streamer.errors import ModelError
+from streamer.errors import ModelError, one_line
 from streamer.inference.backend import InputSpec
-
-log = logging.getLogger(__name__)
-
-
-def _first_line(e: Exception) -> str:
-    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
+from streamer.inference.cv_backend import float_blob
 
 
 class FixedShape(Exception):
@@ -70,7 +61,7 @@ class OnnxRuntimeModel:
         try:
             self._sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own exception types
-            raise ModelError(f"cannot load {self.path} with ONNX Runtime: {_first_line(e)}") from None
+            raise ModelError(f"cannot load {self.path} with ONNX Runtime: {one_line(e)}") from None
         inp = self._sess.get_inputs()[0]
         varying = (0,) if spec.batch else (2, 3)
         if any(isinstance(inp.shape[i], int) for i in varying if i < len(inp.shape)):
@@ -82,12 +73,5 @@ class OnnxRuntimeModel:
             raise ModelError(f"{self.path.name} has no output {missing[0]!r} (outputs: {', '.join(names)})")
         self._outputs = list(outputs) if outputs else names
 
-    def _blob(self, images: np.ndarray) -> np.ndarray:
-        s = self.spec
-        if s.rgb or s.scale != 1.0 or any(s.mean):
-            return cv2.dnn.blobFromImages(list(images), scalefactor=s.scale, mean=s.mean, swapRB=s.rgb,
-                                          crop=False)
-        return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
-
     def infer(self, images: np.ndarray) -> list[np.ndarray]:
-        return self._sess.run(self._outputs, {self._input: self._blob(images)})
+        return self._sess.run(self._outputs, {self._input: float_blob(images, self.spec)})

@@ -44,7 +44,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from streamer.errors import ModelError
+from streamer.errors import ModelError, one_line
 from streamer.inference.backend import InputSpec
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,6 @@ _ext = None
 # each call already uses every thread it is given, so serialising costs little on this box.
 _INFER_LOCK = threading.Lock()
 _core_lock = threading.Lock()
-
-
-def _first_line(e: Exception) -> str:
-    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def default_cache_dir() -> Path:
@@ -215,7 +210,7 @@ class OpenVinoModel:
             try:
                 self._model = compile_core().read_model(str(self.path))
             except Exception as e:  # noqa: BLE001 - OpenVINO raises plain RuntimeErrors
-                raise ModelError(f"cannot load {self.path} with OpenVINO: {_first_line(e)}") from None
+                raise ModelError(f"cannot load {self.path} with OpenVINO: {one_line(e)}") from None
         return self._model
 
     def _compile(self, nchw: Optional[list[int]]):
@@ -240,7 +235,7 @@ class OpenVinoModel:
                 self._mapped.append(data)  # the mapping lives as long as the model
                 _touch(blob)
             except Exception as e:  # noqa: BLE001 - a stale or torn blob: compile afresh
-                log.info("inference: ignoring cached %s (%s)", blob.name, _first_line(e))
+                log.info("inference: ignoring cached %s (%s)", blob.name, one_line(e))
         if compiled is None:
             compiled = self._build(nchw, config)
             if blob is not None:
@@ -286,7 +281,7 @@ class OpenVinoModel:
         try:
             return compile_core().compile_model(ppp.build(), "CPU", config)
         except Exception as e:  # noqa: BLE001
-            raise ModelError(f"cannot compile {self.path.name} with OpenVINO: {_first_line(e)}") from None
+            raise ModelError(f"cannot compile {self.path.name} with OpenVINO: {one_line(e)}") from None
 
     def _request(self, h: int, w: int):
         """This thread's request for an input of h x w (compiling the size if new)."""
