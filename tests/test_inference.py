@@ -316,3 +316,36 @@ def test_a_stream_leaves_one_core_to_its_capture_thread_unless_told_otherwise():
         finally:
             pipe.stop()
             pipe.run()
+
+
+def test_asking_for_onnxruntime_where_it_does_not_import_is_a_one_line_error(monkeypatch):
+    from streamer.inference import ort_backend
+    monkeypatch.setattr(ort_backend, "available", lambda: False)
+    inference.configure(backend="opencv")
+    inference.configure(backend="onnxruntime")  # a new choice: resolved again
+    with pytest.raises(ModelError, match="onnxruntime package does not import"):
+        inference.active_backend()
+    monkeypatch.undo()
+    assert inference.active_backend() == "onnxruntime"
+
+
+def test_onnxruntime_shares_one_session_per_process_across_threads():
+    import threading
+    path = modelstore.path_of(GENDER_ONNX)
+    m = inference.load(path, DlibNets.SPEC, backend="onnxruntime")
+    assert inference.load(path, DlibNets.SPEC, backend="onnxruntime") is m
+    chips = [_chips(4, 32, seed=s) for s in range(4)]
+    alone = [np.array(m.infer(c)[0]) for c in chips]
+    got: dict = {}
+
+    def run(i):
+        for _ in range(5):
+            got[i] = np.array(m.infer(chips[i])[0])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for i in range(4):
+        np.testing.assert_array_equal(got[i], alone[i])
