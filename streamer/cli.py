@@ -129,12 +129,15 @@ def cmd_stream(a: argparse.Namespace) -> int:
     logging.getLogger().setLevel(cfg.log_level.upper())
     mjpeg = LatestJpeg() if a.serve else None
     pipeline = app.build_pipeline_unless_stopped(cfg, stop, mjpeg=mjpeg)
-    if pipeline is None:
+    if pipeline is not None:
+        running.append(pipeline)
+    # A signal during the build, also one whose handler ran only once the build had returned:
+    # nothing was accepted yet, so nothing runs (as with several cameras below).
+    if pipeline is None or stop.is_set():
+        if pipeline is not None:
+            pipeline.stop()
         log.info("stopped before the stream started")
         return 0
-    running.append(pipeline)
-    if stop.is_set():  # the signal came between the end of the build and the line above
-        pipeline.stop()
     server = None
     if a.serve:
         from streamer.web import server as web
