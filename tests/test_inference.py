@@ -349,3 +349,22 @@ def test_onnxruntime_shares_one_session_per_process_across_threads():
         t.join(60)
     for i in range(4):
         np.testing.assert_array_equal(got[i], alone[i])
+
+
+def test_a_fixed_size_net_is_tried_on_onnxruntime_once_per_process(monkeypatch):
+    from streamer.inference import ort_backend
+    from streamer.core.detectors import centerface
+    made = []
+    real = ort_backend.OnnxRuntimeModel
+
+    def counting(*a, **k):
+        made.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(ort_backend, "OnnxRuntimeModel", counting)
+    backend_mod._shared.clear()  # as a fresh process: other tests may have loaded it already
+    path = modelstore.path_of(centerface.MODEL)
+    first = inference.load(path, centerface.SPEC, centerface.OUTPUTS, backend="onnxruntime")
+    again = inference.load(path, centerface.SPEC, centerface.OUTPUTS, backend="onnxruntime")
+    assert first.backend == again.backend == "openvino" and again is first
+    assert len(made) == 1  # the refusal was remembered, not a second ONNX Runtime session built

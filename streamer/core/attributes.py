@@ -33,6 +33,7 @@ import numpy as np
 
 from streamer.core import align, calibration
 from streamer.core.calibration import MAX_CONFIDENCE, Calibration
+from streamer.core.geometry import iou
 from streamer.config import AttributesConfig
 from streamer.types import Attributes, Box, Detection, Point, Track
 # The nets live in attribute_nets.py; their names stay importable from here.
@@ -373,7 +374,6 @@ def match_landmarks(faces: Sequence[Detection], others: Sequence[Detection],
                     min_iou: float = 0.5) -> list[Optional[tuple[Point, ...]]]:
     """For each face, the landmarks of the other detector's best-overlapping face (IoU >=
     ``min_iou``, each used once, largest overlaps first), or None."""
-    from streamer.core.geometry import iou
     pairs = sorted(((iou(f.box, o.box), i, j) for i, f in enumerate(faces) for j, o in enumerate(others)
                     if o.landmarks is not None), reverse=True)
     out: list[Optional[tuple[Point, ...]]] = [None] * len(faces)

@@ -149,7 +149,31 @@ def active_backend() -> str:
 # uint8-quantised res10 TensorFlow graph (its Dequantize consts have no conversion rule).
 _OPENCV_ONLY = (".caffemodel", ".pb")
 _said_fallback: set[str] = set()
-_shared: dict = {}  # OpenVINO models by file, spec, outputs, threads and cache folder
+_shared: dict = {}  # OpenVINO and ONNX Runtime models by backend, file, spec, outputs, threads, cache
+
+
+def _one_per_process(backend: str, path: Path, spec: InputSpec, outputs: tuple, make,
+                     remember: tuple = ()):
+    """The process's one copy of this net on ``backend`` (``make()`` builds it the first time).
+    Both runtimes serve every thread from one copy (OpenVINO a request per thread, ONNX
+    Runtime's ``run`` is thread-safe), so a second copy (web analyzer workers, several cameras
+    in one process) would cost its memory (~40 MB for the age net on OpenVINO) for nothing.
+    An exception of a ``remember`` type (a net that can never run on ``backend``) is kept and
+    raised again, so the net is not rebuilt on every load; any other propagates as it is."""
+    st = path.stat()
+    key = (backend, str(path.resolve()), st.st_size, st.st_mtime_ns, spec, outputs, thread_count(),
+           _settings.cache_dir)
+    with _lock:
+        model = _shared.get(key)
+        if model is None:
+            try:
+                model = make()
+            except remember as e:
+                model = e
+            _shared[key] = model
+    if isinstance(model, Exception):
+        raise model
+    return model
 
 
 def load(path: Path, spec: InputSpec, outputs: Sequence[str] = (), *, config: Optional[Path] = None,
@@ -158,9 +182,12 @@ def load(path: Path, spec: InputSpec, outputs: Sequence[str] = (), *, config: Op
 
     ``outputs``: output names in the order ``infer`` returns them (empty: the net's own
     outputs, in order). ``config``: the second file of a two-file format (.pbtxt, .prototxt).
-    A format OpenVINO cannot read runs on OpenCV, with one log line per file.
+    A format OpenVINO or ONNX Runtime cannot read runs on OpenCV, and a net whose file fixes
+    its input size leaves ONNX Runtime for OpenVINO (else OpenCV), each with one log line per
+    file.
     """
     path = Path(path)
+    outputs = tuple(outputs)
     chosen = backend or active_backend()
     if chosen in ("openvino", "onnxruntime") and path.suffix in _OPENCV_ONLY:
         if path.name not in _said_fallback:
@@ -170,15 +197,10 @@ def load(path: Path, spec: InputSpec, outputs: Sequence[str] = (), *, config: Op
         chosen = "opencv"
     if chosen == "onnxruntime":
         from streamer.inference.ort_backend import FixedShape, OnnxRuntimeModel
-        # One session per process, shared by every thread (its run is thread-safe).
-        st = path.stat()
-        key = ("ort", str(path.resolve()), st.st_size, st.st_mtime_ns, spec, tuple(outputs), thread_count())
         try:
-            with _lock:
-                model = _shared.get(key)
-                if model is None:
-                    model = _shared[key] = OnnxRuntimeModel(path, spec, tuple(outputs), thread_count())
-            return model
+            return _one_per_process(chosen, path, spec, outputs,
+                                    lambda: OnnxRuntimeModel(path, spec, outputs, thread_count()),
+                                    remember=(FixedShape,))
         except FixedShape as e:
             chosen = "openvino" if openvino_available() else "opencv"
             if path.name not in _said_fallback:
@@ -187,17 +209,7 @@ def load(path: Path, spec: InputSpec, outputs: Sequence[str] = (), *, config: Op
                          path.name, "OpenVINO" if chosen == "openvino" else "OpenCV DNN", e)
     if chosen == "openvino":
         from streamer.inference.ov_backend import OpenVinoModel
-        # One compiled copy per process: OpenVINO runs one inference at a time per process
-        # anyway (ov_backend._INFER_LOCK), so a second copy (web analyzer workers, several
-        # cameras in one process) would cost its memory (~40 MB for the age net) for nothing.
-        st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, spec, tuple(outputs), thread_count(),
-               _settings.cache_dir)
-        with _lock:
-            model = _shared.get(key)
-            if model is None:
-                model = _shared[key] = OpenVinoModel(path, spec, tuple(outputs), thread_count(),
-                                                     _settings.cache_dir)
-        return model
+        return _one_per_process(chosen, path, spec, outputs,
+                                lambda: OpenVinoModel(path, spec, outputs, thread_count(), _settings.cache_dir))
     from streamer.inference.cv_backend import OpenCvModel
-    return OpenCvModel.from_files(path, spec, tuple(outputs), config)
+    return OpenCvModel.from_files(path, spec, outputs, config)
