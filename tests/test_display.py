@@ -128,12 +128,16 @@ def test_1080p_window_fits_a_1280x800_screen_and_keeps_its_aspect(tmp_path):
                                  "--realtime", "--loop"], env=env, cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            geo = None
+            # The toolkit maps the window at its own default size and applies the resize a moment
+            # later (an X round trip), so read the geometry once it has settled: the same for 2 s.
+            geo, seen, since = None, None, 0.0
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.5)
                 geo = _window_geometry(display)
-                if geo is not None and geo[2] > 200:
+                if geo != seen:
+                    seen, since = geo, time.monotonic()
+                elif geo is not None and time.monotonic() - since >= 2.0:
                     break
             assert geo is not None, "no window named 'streamer' appeared"
             x, y, w, h = geo
