@@ -87,6 +87,25 @@ def test_compiled_models_come_back_from_the_cache(tmp_path):
         inference.configure(cache_dir="")
 
 
+def test_openvino_leaves_thread_placement_to_the_kernel(tmp_path):
+    """OpenVINO pins its inference threads by default, and every stream process of a box pins
+    to the same cores (measured: two one-thread processes ran YuNet at half speed each). Both a
+    fresh compile and a model imported from the blob cache must come up unpinned."""
+    inference.configure(cache_dir=str(tmp_path))
+    try:
+        x = np.zeros((1, 96, 128, 3), np.uint8)
+        path = modelstore.path_of(yunet.MODEL)
+        for _ in ("compiled", "imported"):
+            backend_mod._shared.clear()
+            model = inference.load(path, yunet.SPEC, yunet.OUTPUTS, backend="openvino")
+            model.infer(x)
+            (compiled,) = model._static.values()
+            assert compiled.get_property("ENABLE_CPU_PINNING") is False
+        assert model._model is None  # the second one did come from the blob
+    finally:
+        inference.configure(cache_dir="")
+
+
 def test_a_cached_model_is_mapped_from_its_blob_not_read_into_memory(tmp_path):
     """Its weights are then file pages every stream process shares (issue 13: memory)."""
     inference.configure(cache_dir=str(tmp_path))
