@@ -39,6 +39,8 @@ DENSITY_VARIANTS = {
                                        "detector": {"interval": 2}},
     "openvino, 1 thread, interval 3": {"inference": {"backend": "openvino", "threads": 1},
                                        "detector": {"interval": 3}},
+    "openvino, 1 thread, interval 5": {"inference": {"backend": "openvino", "threads": 1},
+                                       "detector": {"interval": 5}},
     # Every frame detected on a smaller copy: faces under ~27 px (720p) are lost; AP50 cost
     # in the `accuracy` section's scales.
     "openvino, 1 thread, detector.width 480": {"inference": {"backend": "openvino", "threads": 1},
