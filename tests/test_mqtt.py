@@ -452,7 +452,9 @@ def summary_payload(period_start: str, door_in: int, door_out: int, female_in: i
 
 def test_example_consumer_aggregates_summaries_across_cameras(broker, tmp_path):
     script = ROOT / "scripts" / "mqtt_table.py"
-    proc = subprocess.Popen([sys.executable, str(script), "--url", broker.url, "--duration", "6",
+    # 12 s from its subscription: room for the sinks below to connect, emit and flush on a
+    # loaded box before the consumer prints its table.
+    proc = subprocess.Popen([sys.executable, str(script), "--url", broker.url, "--duration", "12",
                              "--refresh", "0.5", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     sinks: dict[str, MqttSink] = {}
@@ -478,7 +480,7 @@ def test_example_consumer_aggregates_summaries_across_cameras(broker, tmp_path):
         pub.publish("streamer/cam1/events", json.dumps(late.to_dict()), qos=1).wait_for_publish(5)
         pub.disconnect()
         pub.loop_stop()
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=40)  # it ends on its own after --duration
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -69,7 +69,9 @@ def test_sigterm_stops_every_camera_and_exits_0(tmp_path):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # every camera has said something
             ev = tmp_path / "ev.jsonl"
-            if ev.exists() and len({json.loads(x)["camera"] for x in ev.read_text().splitlines()}) == 3:
+            # Whole lines only: the cameras are appending while this reads.
+            lines = ev.read_text().split("\n")[:-1] if ev.exists() else []
+            if len({json.loads(x)["camera"] for x in lines if x}) == 3:
                 break
             assert p.poll() is None, p.communicate()[1][-2000:]
             time.sleep(0.2)

@@ -43,7 +43,7 @@ def test_blocking_put_waits_for_space_and_never_drops():
     threading.Thread(target=producer, daemon=True).start()
     assert not done.wait(0.1)  # blocked: the queue is full
     assert q.get(1) == 1
-    assert done.wait(1)
+    assert done.wait(HANG_S)
     assert [q.get(0), q.get(0)] == [2, 3] and q.dropped == 0
 
 
@@ -70,6 +70,7 @@ def test_control_items_always_get_in_and_never_evict_a_frame():
 
 # ---- Pipeline with fakes ------------------------------------------------------------------
 
+from helpers.waiting import wait_until
 from helpers.pipeline_fakes import FailingSink, FakeDetector, FakeSource, FakeTracker, ListSink, make
 
 # Bound that only a hang trips. The shutdown contract (stop -> run() returns within 2 s) is
@@ -185,12 +186,11 @@ def test_reconnect_backoff_grows_and_stop_interrupts_it():
     real_open = src.open
     src.open = lambda: (backoffs.append(p.capture._backoff), real_open())
     t, _ = run_in_thread(p)
-    time.sleep(1.5)
+    wait_until(lambda: src.opens >= 3, HANG_S, "3 open attempts")
     p.stop()  # interrupts a backoff wait
     t.join(HANG_S)
     assert not t.is_alive()
-    # 0.05 doubling to the 0.4 cap; with jitter in [0.5, 1]x the waits before the 3rd attempt
-    # sum to <= 0.35 s, so 1.5 s always has 3, and at least 0.375 s pass before the 4th
+    # 0.05 doubling to the 0.4 cap (jitter in [0.5, 1]x shortens the waits, not the steps)
     assert src.opens >= 3 and backoffs[:3] == [0.1, 0.2, 0.4]
     assert all(b == 0.4 for b in backoffs[3:]) and src.opens <= 12
 

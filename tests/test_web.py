@@ -45,6 +45,7 @@ from streamer.media.output import LatestJpeg
 from streamer.runtime.meters import LatencyHistogram
 from streamer.types import Attributes, FaceResult, Stats
 
+from helpers.waiting import wait_until
 from helpers.web_fixtures import (FakeAnalyzer, assert_box_on_the_crop, b64, bomb_png, cfg_with, encode, face_crop_path, face_image, face_jpeg, fake_pipeline, free_port, gif_two_frames, make_app, multipart, png_chunk, real_decode, request_to, running_server, simple_decode)
 
 
@@ -603,6 +604,7 @@ def test_pool_timeout_is_503_busy_and_the_job_is_dropped():
     try:
         first = threading.Thread(target=pool.run, args=(img, None))
         first.start()
+        wait_until(lambda: slow.calls == 1, 10, "the first job running", poll=0.005)
         with pytest.raises(web.ApiError) as e:
             pool.run(img, None, timeout=0.05)
         assert (e.value.status, e.value.code) == (503, "busy")

@@ -240,7 +240,6 @@ def test_memory_stays_flat(request):
         for s in small:  # valid images reach the analyzer every round
             check(post_raw(c, s, "image/png"))
 
-    t0 = time.monotonic()
     run(400)
     gc.collect()
     before = rss_mb()
@@ -253,4 +252,3 @@ def test_memory_stays_flat(request):
                                 f"({before:.0f} -> {after:.0f} MB)"
     assert c.get("/healthz").status_code == 200
     request.node.user_properties.append(("rss_growth_mb", round(after - before, 1)))
-    assert time.monotonic() - t0 < 60
