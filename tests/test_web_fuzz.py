@@ -19,7 +19,6 @@ import io
 import json
 import os
 import random
-import time
 
 import cv2
 import numpy as np
