@@ -9,8 +9,8 @@ warm cost of each net on this CPU (ms per call, 640x352 detector input, batch of
 
 ``density_backends``: how many real-time 720p 15 fps streams (one ``run.py stream`` process
 each, every frame detected unless the variant says otherwise) run at once with < 1 % drops,
-per backend, threads per process and cadence. Decoder threads are pinned to 1 per stream
-(``OPENCV_FFMPEG_CAPTURE_OPTIONS=threads;1``): N processes already fill both cores.
+per backend, threads per process and cadence. Each stream decodes on one FFmpeg thread (the
+product's ``source.decoder_threads`` auto up to 1080p): N processes already fill both cores.
 
     python run.py bench --only backends,density_backends
 """
@@ -52,7 +52,6 @@ DENSITY_VARIANTS = {
 }
 ONE_PROCESS = "one process"
 NET_BACKENDS = ("openvino", "opencv", "onnxruntime")
-DECODER_ENV = {"OPENCV_FFMPEG_CAPTURE_OPTIONS": "threads;1"}
 
 
 def _cores() -> int:
@@ -196,7 +195,7 @@ def backends(ctx: registry.Context) -> dict:
             c = startup_probe(clip720, ["--config", str(cfgp)])
             w = [startup_probe(clip720, ["--config", str(cfgp)]) for _ in range(ctx.runs)]
             say(f"backends: RSS of one 720p 15 fps stream on {b}")
-            rs = run_streams(_WithConfig(ctx, cfgp), 1, clip15, 3.0 if ctx.quick else 10.0, 15.0, env=DECODER_ENV)
+            rs = run_streams(_WithConfig(ctx, cfgp), 1, clip15, 3.0 if ctx.quick else 10.0, 15.0)
         out["startup"][b] = {"cold_s": c.get("total_s"), "warm_s": median([x.get("total_s") for x in w if x.get("total_s")]),
                              "warm_phases": w[-1], "rss_steady_mb": rs["rss_steady_mb"], "rss_peak_mb": rs["rss_peak_mb"]}
     if not ctx.quick:
@@ -263,7 +262,7 @@ def density_backends(ctx: registry.Context) -> dict:
 
         def trial(n: int) -> bool:
             say(f"density [{name}]: {n} stream(s) x {seconds:g} s")
-            trials[n] = t = run_streams(c, n, ctx.clips.shifted("720p", 15, n), seconds, 15.0, env=DECODER_ENV,
+            trials[n] = t = run_streams(c, n, ctx.clips.shifted("720p", 15, n), seconds, 15.0,
                                         one_process=name.startswith(ONE_PROCESS))
             say(f"  drops {t['drop_ratio']:.2%}, slowest {t['min_stream_fps']} fps, RSS {t['rss_steady_mb']} MB, "
                 f"{'ok' if t['sustained'] else 'NOT sustained'}")
@@ -294,23 +293,15 @@ def cpu_floor(clip, widths=(640, 480), frames: int = 150) -> dict:
     from streamer.config import DetectorConfig
     from streamer.core import detectors
 
-    old = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
-    os.environ.update(DECODER_ENV)
-    try:
-        cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
-        imgs, c = [], time.process_time()
-        while len(imgs) < frames:
-            ok, f = cap.read()
-            if not ok:
-                break
-            imgs.append(f)
-        decode = (time.process_time() - c) * 1000 / max(1, len(imgs))
-        cap.release()
-    finally:
-        if old is None:
-            os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
-        else:
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = old
+    cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    imgs, c = [], time.process_time()
+    while len(imgs) < frames:
+        ok, f = cap.read()
+        if not ok:
+            break
+        imgs.append(f)
+    decode = (time.process_time() - c) * 1000 / max(1, len(imgs))
+    cap.release()
     before = inference.settings()
     inference.configure(backend="openvino", threads=1)
     out = {"decode_cpu_ms": round(decode, 2), "frames": len(imgs), "widths": {}}
@@ -354,7 +345,7 @@ def _cpu_run(ctx: registry.Context, cfgp, clip, frames: int) -> dict:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "run.py", "stream", "--config", str(cfgp), "--source", str(clip),
                         "--max-frames", str(frames), "--loop", "--headless", "--camera", "cpu",
-                        "--summary-json", str(summary)], cwd=ROOT, env=dict(os.environ, **DECODER_ENV),
+                        "--summary-json", str(summary)], cwd=ROOT,
                        capture_output=True, timeout=600, check=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         s = json.loads(summary.read_text())

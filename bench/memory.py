@@ -102,7 +102,7 @@ def render(d: dict) -> list:
                   goal_labels={"rss_mb_per_stream_one_process": (
                       "RSS per stream, 4 cameras in one process (MB)", "<=")})
 def memory(ctx: registry.Context) -> dict:
-    from bench.inference import DECODER_ENV, _config_file, _WithConfig
+    from bench.inference import _config_file, _WithConfig
     from bench.streams import run_streams
 
     say("memory: step by step in a fresh process")
@@ -116,7 +116,6 @@ def memory(ctx: registry.Context) -> dict:
     for label, n, one in layouts:
         say(f"memory: {n} stream(s), {label}")
         out["streams"][f"{label}, {n}"] = run_streams(c, n, ctx.clips.shifted("720p", 15, n), seconds, 15.0,
-                                                      env=DECODER_ENV,
                                                       one_process=one)
     one_cam = out["streams"]["cameras of one process, 1"]["process_rss_mb"]
     four = out["streams"]["cameras of one process, 4"]

@@ -63,6 +63,8 @@ class SourceConfig:
     # when a file/folder was recorded (ISO 8601, no zone = UTC); None: creation_time, else mtime
     start_time: Optional[Annotated[Text, AfterValidator(_iso_time)]] = None
     queue_size: Int(1, 1024) = 4  # frames between capture and inference
+    # FFmpeg decoder threads; 0 = auto: one up to 1080p (inference has the other cores), else FFmpeg's
+    decoder_threads: Int(0, 64) = 0
     folder_fps: Float(0.1, 1000) = 10.0  # pace of a folder of images played as a stream (with realtime)
     max_frame_age_s: Float(0.01, 3600) = 1.0  # live frames older than this at processing are dropped
     open_timeout_s: Float(0.1, 600) = 10.0
