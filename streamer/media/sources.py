@@ -34,7 +34,8 @@ on every call:
   cores: six 720p 15 fps streams dropped 5-39 % of frames with FFmpeg's threads and 0.2-11 %
   with one (same run); one 1080p file ran 4 % faster (median of 6 interleaved rounds). Above
   1080p one thread cannot keep up with 30 fps on small cores, so the first open that finds a
-  bigger picture reopens with FFmpeg's threads and the source remembers it.
+  bigger picture reopens with FFmpeg's threads and the source remembers it. The count is an
+  open parameter, so it wins over a ``threads`` in a user's ``OPENCV_FFMPEG_CAPTURE_OPTIONS``.
 """
 
 from __future__ import annotations
