@@ -202,7 +202,9 @@ def format_summary(s: dict, cfg) -> str:
         f"frames        {s['frames_processed']} processed / {s['frames_in']} read, "
         f"{s['frames_dropped']} dropped ({s['frames_dropped_queue']} from the queue, "
         f"{s['frames_stale']} stale)",
-        f"speed         {s['processing_fps']} fps processing, startup {s['startup_s']} s",
+        f"speed         {s['processing_fps']} fps processing, first frame "
+        + (f"{s['ready_s']} s after launch" if s.get("ready_s") is not None
+           else f"{s['startup_s']} s after the models loaded"),
         f"latency       p50 {s['latency_ms_p50']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms",
         f"faces         {s['people']} people tracked, up to {s['faces_max_in_frame']} in one frame",
         f"attributes    {s['attribute_calls']} face classifications "

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -74,6 +75,29 @@ def test_hamilton_outputs_annotated_video_with_overlay(hamilton):
         green = (region[:, :, 1] > 180) & (region[:, :, 0] < 100) & (region[:, :, 2] < 100)
         found += green.sum() > 20
     assert found >= 4, f"overlay found around {found} of 5 faces"
+
+
+def test_ready_counts_the_launch_and_the_startup_only_the_pipeline(tmp_path):
+    """``ready_s`` runs from the process's own start (imports and model loading included) to
+    the first processed frame: more than the pipeline's ``startup_s``, less than the wall time
+    the parent saw around the whole run."""
+    t0 = time.monotonic()
+    _, summary, _ = run_stream(video_path("face_recognition__short_hamilton_clip.mp4"), tmp_path,
+                               "--max-frames", "3")
+    wall = time.monotonic() - t0
+    assert summary["frames_processed"] == 3
+    assert 0 <= summary["startup_s"] < summary["ready_s"] < wall
+
+
+def test_process_age_is_the_time_since_the_process_started():
+    code = ("import time; time.sleep(0.5); from streamer.runtime.meters import process_age_s; "
+            "print(process_age_s())")
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=ROOT, check=True).stdout
+    wall = time.monotonic() - t0
+    # /proc counts in clock ticks (10 ms): the age can read up to one tick short.
+    assert 0.49 <= float(out) <= wall + 0.01
 
 
 def test_hamilton_events_and_attribute_budget(hamilton):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import collections
+import os
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -47,3 +49,17 @@ class RateMeter:
             return 0.0
         span = self._t[-1] - self._t[0]
         return (len(self._t) - 1) / span if span > 0 else 0.0
+
+
+def process_age_s() -> Optional[float]:
+    """Seconds since this process started (its exec, interpreter start-up and imports
+    included), from Linux's /proc; None where that cannot be read. The pipeline's own clock
+    starts after the models are loaded, which hides most of a launch from the user."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        with open("/proc/uptime") as f:
+            up = float(f.read().split()[0])
+        return max(0.0, up - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None

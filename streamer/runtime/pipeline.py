@@ -36,7 +36,7 @@ from streamer.media.output import OutputStage
 from streamer.core.processor import Processed, Processor
 from streamer.sinks.basic import SinkSet
 from streamer.media.sources import redact
-from streamer.runtime.meters import LatencyHistogram, RateMeter
+from streamer.runtime.meters import LatencyHistogram, RateMeter, process_age_s
 from streamer.types import Event, Frame, Stats
 from streamer.runtime.capture import CaptureStage
 from streamer.runtime.queues import EOS, BoundedQueue, SourceChange
@@ -85,6 +85,8 @@ class Pipeline:
         self.frame_age = LatencyHistogram()
         self.fps_meter = RateMeter()
         self.started = time.monotonic()
+        age = process_age_s()
+        self.process_started = self.started - age if age is not None else None
         self.first_frame_at: Optional[float] = None
         self.last_frame_mono: Optional[float] = None
         self._last_frame_id = -1
@@ -337,6 +339,10 @@ class Pipeline:
             "processing_fps": round((n - 1) / busy, 1) if n > 1 and busy > 0 else 0.0,
             "wall_s": round(wall, 2),
             "startup_s": round((self.first_frame_at or self.started) - self.started, 3),
+            # launch -> first processed frame (imports and model loading included)
+            "ready_s": (round(self.first_frame_at - self.process_started, 3)
+                        if self.first_frame_at is not None and self.process_started is not None
+                        else None),
             "faces_max_in_frame": self.faces_seen_max,
             "people": self.processor.events.people_started,
             "events": dict(self.sinks.by_type),
