@@ -35,8 +35,8 @@ on every call:
   with one (same run); one 1080p file ran 4 % faster (median of 6 interleaved rounds). Above
   1080p one thread nears a camera's own pace (4K H.264 here: 35.7 fps on one thread, 45.7 on
   two), so the first open that finds a bigger picture reopens with FFmpeg's threads and the
-  source remembers it. The count is an
-  open parameter, so it wins over a ``threads`` in a user's ``OPENCV_FFMPEG_CAPTURE_OPTIONS``.
+  source remembers it. The count is an open parameter, so it wins over a ``threads`` in a
+  user's ``OPENCV_FFMPEG_CAPTURE_OPTIONS``.
 """
 
 from __future__ import annotations
