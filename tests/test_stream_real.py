@@ -96,8 +96,8 @@ def test_process_age_is_the_time_since_the_process_started():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=ROOT, check=True).stdout
     wall = time.monotonic() - t0
-    # /proc counts in clock ticks (10 ms): the age can read up to one tick short.
-    assert 0.49 <= float(out) <= wall + 0.01
+    # /proc counts in clock ticks (10 ms): start and uptime can each be a tick off.
+    assert 0.48 <= float(out) <= wall + 0.02
 
 
 def test_hamilton_events_and_attribute_budget(hamilton):

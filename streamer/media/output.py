@@ -160,12 +160,11 @@ class OutputStage:
             self.mjpeg.put(image)
         if self.display:
             if not self._sized:
-                # Fit the screen on the first frame (a 1080p source on a 1280x800 laptop); the
-                # window stays resizable and keeps the aspect (WINDOW_NORMAL | KEEPRATIO). The
+                # Fit the screen on the first frame (a 1080p source on a 1280x800 laptop). The
                 # size is worked out before the window exists, so it is not shown meanwhile at
-                # the toolkit's default size (screen_size may run a subprocess).
+                # the toolkit's default size (screen_size may run a subprocess). Resizable,
+                # aspect kept, no Qt toolbar: a monitoring wall shows the picture only.
                 w, h = fit_window((image.shape[1], image.shape[0]), screen_size())
-                # Resizable, aspect kept, no Qt toolbar: a monitoring wall shows the picture only.
                 cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
                 cv2.resizeWindow(WINDOW, w, h)
                 self._sized = True

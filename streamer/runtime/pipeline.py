@@ -85,8 +85,6 @@ class Pipeline:
         self.frame_age = LatencyHistogram()
         self.fps_meter = RateMeter()
         self.started = time.monotonic()
-        age = process_age_s()
-        self.process_started = self.started - age if age is not None else None
         self.first_frame_at: Optional[float] = None
         self.last_frame_mono: Optional[float] = None
         self._last_frame_id = -1
@@ -326,8 +324,10 @@ class Pipeline:
             log.exception("closing the source failed")
 
     def summary(self) -> dict:
-        wall = time.monotonic() - self.started
-        busy = (self.last_frame_mono or time.monotonic()) - (self.first_frame_at or self.started)
+        now = time.monotonic()
+        wall = now - self.started
+        age = process_age_s()
+        busy = (self.last_frame_mono or now) - (self.first_frame_at or self.started)
         n = self.frames_processed
         return {
             "frames_in": self.frames_in,
@@ -340,9 +340,8 @@ class Pipeline:
             "wall_s": round(wall, 2),
             "startup_s": round((self.first_frame_at or self.started) - self.started, 3),
             # launch -> first processed frame (imports and model loading included)
-            "ready_s": (round(self.first_frame_at - self.process_started, 3)
-                        if self.first_frame_at is not None and self.process_started is not None
-                        else None),
+            "ready_s": (round(self.first_frame_at - (now - age), 3)
+                        if self.first_frame_at is not None and age is not None else None),
             "faces_max_in_frame": self.faces_seen_max,
             "people": self.processor.events.people_started,
             "events": dict(self.sinks.by_type),
