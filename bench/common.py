@@ -22,7 +22,7 @@ GOALS = {
     "pipeline_vs_decode_1080p": 0.5,  # >= 50 % of decode-only fps at 1080p
     "pipeline_vs_seed": 3.0,  # >= 3x the seed's way
     "latency_p95_ms_720p": 50.0,
-    "density_streams": 6,
+    "density_streams": 10,  # issue #13: >= 10 real-time 720p 15 fps streams, every frame detected
     "startup_s": 1.0,
 }
 
