@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 STATIC_SIZES = 2
 MAX_BATCH = 8
+PRECISION = "f32"  # also in the blob cache key: blobs compiled at bf16 by an older build are not reused
 CACHE_MAX_MB = 512  # ~35 sizes of every net; the default config's blobs take ~9 MB
 _core = None
 _compile_core = None
@@ -201,7 +202,7 @@ class OpenVinoModel:
         st = self.path.stat()
         # What a compiled blob depends on; the file is sha256-verified by modelstore already.
         self._key = (f"{self.path.name}|{st.st_size}|{st.st_mtime_ns}|{spec}|{threads}|"
-                     f"{runtime().get_version()}")
+                     f"{PRECISION}|{runtime().get_version()}")
         if spec.batch:
             self._dynamic = self._compile(None)
 
@@ -225,7 +226,12 @@ class OpenVinoModel:
                   # of a box picks the same ones: two one-thread streams then share one core
                   # (measured: YuNet 640x352 9.0 ms alone, 19.5 ms each for two processes
                   # pinned, 9.1 / 10.3 ms unpinned). The kernel's scheduler spreads them.
-                  "ENABLE_CPU_PINNING": False}
+                  "ENABLE_CPU_PINNING": False,
+                  # On CPUs with AVX-512 BF16 or AMX the CPU plugin runs in bfloat16 unless told
+                  # otherwise (seen on a Zen 5: YuNet outputs on a 1/256 grid, boxes 5 px and age
+                  # probabilities 0.025 off OpenCV's float32). The backends must agree within
+                  # 2 px and 0.02 (tests/test_inference.py, test_detectors.py), so float32.
+                  "INFERENCE_PRECISION_HINT": PRECISION}
         blob = _cache_file(self.cache_dir, f"{self._key}|{nchw}", self.path.stem)
         compiled = None
         if blob is not None and blob.is_file():
