@@ -53,11 +53,18 @@ class CaptureStage:
     def __init__(self, cfg: Config, source, frames: BoundedQueue, stop_event: threading.Event,
                  prepare: Optional[Callable] = None):
         """``prepare(image)``: per-frame work that needs the image alone (the processor's
-        ``prepare``), done here, beside decoding, and carried in ``Frame.prepared``."""
+        ``prepare``), done here, beside decoding, and carried in ``Frame.prepared``, while
+        the inference stage has frames waiting: then inference is the stage that bounds the
+        stream and this thread has time to spare. With the queue empty, inference waits for
+        this thread, which is then the bound (a fast detector behind a 1080p decode), so the
+        frame goes as read and the inference stage prepares it itself: the work goes to
+        whichever thread has the idle core (measured at 1080p on a 2-core Zen 5 box: +10 %
+        fps over preparing every frame here, 3 interleaved rounds; see README)."""
         self.cfg = cfg
         self.source = source
         self.prepare = prepare
         self.prepare_errors = 0
+        self.prepared = 0  # frames prepared here (the rest: by the inference stage)
         self.frames = frames
         self.stop_event = stop_event
         self.live = bool(source.live)
@@ -125,14 +132,16 @@ class CaptureStage:
             if self._down_since is not None:
                 self._source_back()
             self.frames_in += 1
-            if self.prepare is not None:
+            if self.prepare is not None and len(self.frames):
                 frame = self._prepared(frame)
             self.frames.put(frame, self.stop_event)
         self.frames.put_control(EOS)
 
     def _prepared(self, frame: Frame) -> Frame:
         try:
-            return dataclasses.replace(frame, prepared=self.prepare(frame.image))
+            frame = dataclasses.replace(frame, prepared=self.prepare(frame.image))
+            self.prepared += 1
+            return frame
         except Exception:  # noqa: BLE001 - the inference stage then derives it itself
             self.prepare_errors += 1
             if self.prepare_errors == 1:

@@ -351,6 +351,8 @@ class Pipeline:
             "attribute_calls": self.processor.attr_calls,
             "attribute_calls_per_frame": round(self.processor.attr_calls / n, 3) if n else 0.0,
             "scene_cuts": self.processor.scene_cuts,
+            # frames whose detector input was made on the capture thread (see CaptureStage)
+            "frames_prepared_ahead": self.capture.prepared,
             "latency_ms_p50": self.latency.percentile(50),
             "latency_ms_p95": self.latency.percentile(95),
             "frame_age_ms_p95": self.frame_age.percentile(95),
