@@ -20,8 +20,11 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(BIN)/.installed
 
+# Fetch and verify the nets, then time them on each installed backend once per machine, so
+# `inference.backend: auto` runs the fastest here (streamer/inference/choice.py).
 models: venv
 	$(BIN)/python models/fetch.py
+	$(BIN)/python run.py models --tune-if-needed
 
 # Debian packages the tests drive for real (broker, RTSP server, Xvfb, Chromium).
 system:

@@ -240,7 +240,25 @@ def cmd_models(a: argparse.Namespace) -> int:
             raise StreamerError(f"could not fetch {', '.join(failed)}")
     d = modelstore.verify(None, Path(a.models_dir) if a.models_dir else None)
     print(f"models in {d}: verified")
+    if a.tune or a.tune_if_needed:
+        _tune(Path(a.models_dir) if a.models_dir else None, force=a.tune)
     return 0
+
+
+def _tune(models_dir, force: bool) -> None:
+    """Measure which backend ``auto`` should stand for here (inference/choice.py)."""
+    from streamer.inference import choice
+
+    record = None if force else choice.measured(models_dir)
+    if record is None:
+        print("backends: timing a stream's nets on each installed backend (a few seconds)...", flush=True)
+        record = choice.tune(models_dir, progress=lambda s: print(f"  {s}", flush=True))
+    else:
+        print(f"backends: measured {record['measured_at']} on this machine (--tune re-measures)")
+    for b, c in sorted(record["costs"].items(), key=lambda kv: kv[1]["frame_ms"]):
+        print(f"  {b:12s} {c['frame_ms']:6.2f} ms per frame (YuNet 640x352 {c['yunet_ms']:.2f}, "
+              f"age {c['age_ms']:.2f}, gender {c['gender_ms']:.2f} ms per call)")
+    print(f"backends: inference.backend auto = {record['chosen']} ({choice.choice_path()})")
 
 
 def cmd_config_schema(a: argparse.Namespace) -> int:
@@ -264,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("models", help="verify (or --fetch) the model files")
     m.add_argument("--fetch", action="store_true")
     m.add_argument("--models-dir")
+    m.add_argument("--tune", action="store_true",
+                   help="time the nets on every installed backend; auto then uses the fastest")
+    m.add_argument("--tune-if-needed", action="store_true",
+                   help="--tune unless this machine already has a measurement (the set-up's step)")
     cs = sub.add_parser("config-schema", help="print the JSON Schema of the config file")
     cs.add_argument("--site", action="store_true", help="the multi-camera (cameras:) file's schema")
     cs.add_argument("--write", action="store_true", help="regenerate schema/*.schema.json")

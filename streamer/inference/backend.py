@@ -134,6 +134,8 @@ def active_backend() -> str:
                                      "import here; pip install -r requirements.txt, or set "
                                      "inference.backend: auto")
                 _resolved = "onnxruntime"
+            elif want == "auto" and (chosen := _measured_choice()) is not None:
+                _resolved = chosen
             elif openvino_available():
                 _resolved = "openvino"
             elif want == "openvino":
@@ -143,6 +145,25 @@ def active_backend() -> str:
                 log.info("inference: OpenVINO is not installed; running every net on OpenCV DNN")
                 _resolved = "opencv"
         return _resolved
+
+
+def _measured_choice() -> Optional[str]:
+    """What ``run.py models --tune`` measured fastest on this machine (inference/choice.py),
+    if it still imports here; None without a measurement for this machine."""
+    from streamer.inference import choice
+    record = choice.measured()
+    if record is None:
+        log.info("inference: auto is OpenVINO where it imports (no backend measurement for this "
+                 "machine; `run.py models --tune` measures which one is fastest here)")
+        return None
+    chosen = record["chosen"]
+    if not choice.available(chosen):
+        return None
+    costs = ", ".join(f"{b} {c['frame_ms']:.2f}" for b, c in
+                      sorted(record["costs"].items(), key=lambda kv: kv[1]["frame_ms"]))
+    log.info("inference: auto is %s, the fastest measured on this machine (ms per frame: %s; "
+             "%s, `run.py models --tune` re-measures)", chosen, costs, record.get("measured_at"))
+    return chosen
 
 
 # Formats only OpenCV DNN reads: OpenVINO 2026 has no Caffe frontend and cannot convert the
