@@ -169,11 +169,14 @@ def run_streams(ctx: registry.Context, n: int, clip, seconds: float, fps: float,
     lost = sum(s.get("frames_dropped", 0) for s in ok)  # queue + stale (one definition)
     fps_min = min((s.get("processing_fps", 0.0) for s in ok), default=0.0)
     drop = lost / fin if fin else 1.0
+    # The bar is per stream ("each dropping < 1 %"): the worst stream decides.
+    drop_max = max((s.get("frames_dropped", 0) / s["frames_in"] if s.get("frames_in") else 1.0
+                    for s in ok), default=1.0)
     if len(ok) == n:
         shutil.rmtree(tmp, ignore_errors=True)
     return {
         "n": n, "frames_per_stream": frames, "failed": n - len(ok), "drop_ratio": round(drop, 4),
-        "frames_in": fin, "frames_lost": lost, "min_stream_fps": fps_min,
+        "drop_ratio_max": round(drop_max, 4), "frames_in": fin, "frames_lost": lost, "min_stream_fps": fps_min,
         "latency_ms_p95_max": max((s.get("latency_ms_p95", 0.0) for s in ok), default=None),
         "rss_steady_mb": median([s["rss_steady_mb"] for s in streams]),
         "rss_peak_mb": max((s["rss_peak_mb"] or 0 for s in streams), default=None),
@@ -181,7 +184,7 @@ def run_streams(ctx: registry.Context, n: int, clip, seconds: float, fps: float,
             s.get("pss_steady_mb") for s in streams) else None,
         "processes": nproc, "process_rss_mb": max((s.get("process_rss_mb") or 0 for s in streams), default=None),
         "errors": [s["error"] for s in streams if "error" in s][:3],
-        "sustained": len(ok) == n and drop < DENSITY_MAX_DROP and fps_min >= DENSITY_MIN_FPS_RATIO * fps,
+        "sustained": len(ok) == n and drop_max < DENSITY_MAX_DROP and fps_min >= DENSITY_MIN_FPS_RATIO * fps,
     }
 
 
@@ -238,7 +241,7 @@ def density(ctx: registry.Context) -> dict:
     limit = a.density_max or (2 if ctx.quick else 12)
     variants = ["default"] if ctx.quick else list(DENSITY_VARIANTS)
     out = {"seconds_per_trial": seconds, "fps": 15, "resolution": "720p",
-           "criterion": f"drops < {DENSITY_MAX_DROP:.0%} and every stream >= "
+           "criterion": f"every stream drops < {DENSITY_MAX_DROP:.0%} and runs at >= "
                         f"{DENSITY_MIN_FPS_RATIO:.0%} of 15 fps",
            "limit_tested": limit, "variants": {}}
     for v in variants:
@@ -249,7 +252,7 @@ def density(ctx: registry.Context) -> dict:
             trials[n] = run_streams(ctx, n, ctx.clips.shifted("720p", 15, n), seconds, 15.0,
                                     env=DENSITY_VARIANTS[v])
             t = trials[n]
-            say(f"  drops {t['drop_ratio']:.2%}, slowest stream {t['min_stream_fps']} fps, "
+            say(f"  drops {t['drop_ratio']:.2%} (worst stream {t['drop_ratio_max']:.2%}), slowest stream {t['min_stream_fps']} fps, "
                 f"{'ok' if t['sustained'] else 'NOT sustained'}")
             return t["sustained"]
 

@@ -249,6 +249,9 @@ def _tune(models_dir, force: bool) -> None:
     """Measure which backend ``auto`` should stand for here (inference/choice.py)."""
     from streamer.inference import choice
 
+    if choice.choice_path() is None:
+        print("backends: not measured (STREAMER_BACKEND_CHOICE=off): auto is OpenVINO")
+        return
     record = None if force else choice.measured(models_dir)
     if record is None:
         print("backends: timing a stream's nets on each installed backend (a few seconds)...", flush=True)

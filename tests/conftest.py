@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # `auto` follows this machine's backend measurement (`run.py models --tune`, which the set-up's
-# model step runs; streamer/inference/choice.py). The suite pins it to "no measurement", so
-# `auto` means OpenVINO on every machine and a test's backend does not depend on the box it runs
-# on; tests/test_backend_choice.py drives the measured path itself.
-os.environ["STREAMER_BACKEND_CHOICE"] = str(ROOT / "tests" / "no-backend-measurement.json")
+# model step runs; streamer/inference/choice.py). The suite switches measurements off, so `auto`
+# means OpenVINO on every machine, a test's backend does not depend on the box it runs on, and
+# no site test measures; tests/test_backend_choice.py drives the measured path itself.
+os.environ["STREAMER_BACKEND_CHOICE"] = "off"
 
 # Where binaries live on Debian besides $PATH: mosquitto installs to /usr/sbin, which a
 # non-root PATH often lacks.

@@ -102,3 +102,36 @@ def test_tune_times_the_real_nets_and_a_stream_then_runs_on_the_choice(tmp_path)
     assert s.returncode == 0, s.stderr
     assert "measured on another machine or set-up (cpu)" in s.stderr
     assert "auto is OpenVINO where it imports" in s.stderr
+
+
+def _site(tmp_path, backend="auto"):
+    import yaml
+    from streamer.config import load_site
+    clip = str(video_path("face_recognition__short_hamilton_clip.mp4"))
+    p = tmp_path / "site.yaml"
+    p.write_text(yaml.safe_dump({"cameras": {"door": {"source": {"uri": clip},
+                                                      "inference": {"backend": backend}}}}))
+    return load_site(p)
+
+
+@pytest.mark.models
+def test_a_site_measures_once_before_its_cameras_on_a_machine_without_a_measurement(tmp_path, monkeypatch):
+    import threading
+    from streamer.runtime import site
+    path = tmp_path / "backend.json"
+    monkeypatch.setenv("STREAMER_BACKEND_CHOICE", str(path))
+
+    site.measure_backends(_site(tmp_path, backend="openvino"), threading.Event())
+    assert not path.exists(), "no camera on auto: nothing to measure"
+
+    stopped = threading.Event()
+    stopped.set()
+    site.measure_backends(_site(tmp_path), stopped)  # a stop before it ends: abandoned
+    assert not path.exists()
+
+    site.measure_backends(_site(tmp_path), threading.Event())
+    rec = json.loads(path.read_text())
+    assert rec["chosen"] in choice.CANDIDATES and rec["key"] == choice.machine_key(None, rec["key"]["threads"])
+    stamp = path.stat().st_mtime_ns
+    site.measure_backends(_site(tmp_path), threading.Event())  # measured already: kept
+    assert path.stat().st_mtime_ns == stamp

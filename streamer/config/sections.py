@@ -108,7 +108,7 @@ class DetectorConfig:
 
 @section("inference")
 class InferenceConfig:
-    backend: Literal["auto", "openvino", "opencv", "onnxruntime"] = "auto"  # auto: OpenVINO where it imports
+    backend: Literal["auto", "openvino", "opencv", "onnxruntime"] = "auto"  # auto: the measured fastest here (run.py models --tune), else OpenVINO
     threads: Int(0, 256) = 0  # per process; 0 = a stream: every core but one, else every core
     cache_dir: OptPath = None  # OpenVINO compiled-model cache (default ~/.cache/streamer/openvino)
 

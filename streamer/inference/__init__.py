@@ -10,8 +10,9 @@ Backends (``inference.backend``): ``openvino`` (1.5-2x faster than ``cv2.dnn`` f
 the AVX2 development CPU; 3-12x on CPUs with wider vector units), ``opencv`` (``cv2.dnn``: the only path for
 Caffe files, and for the quantised res10 TensorFlow graph OpenVINO cannot convert) and
 ``onnxruntime`` (ONNX Runtime's CPU provider: YuNet for ~30% less CPU than OpenVINO on AVX2
-CPUs without VNNI) and ``auto`` (OpenVINO where it imports, else OpenCV with one log line
-saying so). Settings are
+CPUs without VNNI, 15-20 % on a Zen 5) and ``auto`` (the backend ``run.py models --tune`` measured
+fastest on this machine, see ``choice``; else OpenVINO where it imports, else OpenCV, with one
+log line saying which). Settings are
 per process (``configure``) because threads are a per-process budget.
 """
 

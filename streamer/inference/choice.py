@@ -39,9 +39,12 @@ DEFAULT = "openvino"
 CANDIDATES = ("openvino", "onnxruntime", "opencv")
 
 
-def choice_path() -> Path:
-    """``$STREAMER_BACKEND_CHOICE``, else ``backend.json`` in streamer's cache folder."""
+def choice_path() -> Optional[Path]:
+    """``$STREAMER_BACKEND_CHOICE``, else ``backend.json`` in streamer's cache folder; None when
+    that variable is ``off`` (no measurement is read or made: ``auto`` is OpenVINO)."""
     env = os.environ.get("STREAMER_BACKEND_CHOICE")
+    if env == "off":
+        return None
     if env:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -179,6 +182,8 @@ def tune(models_dir: Optional[Path] = None, path: Optional[Path] = None,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "margin": MARGIN}
     path = path or choice_path()
+    if path is None:
+        raise ValueError("STREAMER_BACKEND_CHOICE is off: no backend measurement is stored")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.part")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
@@ -191,6 +196,8 @@ def measured(models_dir: Optional[Path] = None, path: Optional[Path] = None,
     """The stored record when it was measured on this machine as it is now, else None (no
     file, unreadable, or another CPU, core count, runtime or model version)."""
     path = path or choice_path()
+    if path is None:
+        return None
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -110,6 +110,53 @@ class Site:
 
 # ---- CLI -------------------------------------------------------------------------------------
 
+TUNE_TIMEOUT_S = 120.0
+
+
+def measure_backends(site_cfg, stop: threading.Event) -> None:
+    """Before the first camera starts: when a camera leaves ``inference.backend`` on ``auto``
+    and this machine has no backend measurement (a fresh box, a container's new host), make
+    it once (``run.py models --tune-if-needed``, a few seconds) so every camera runs the
+    fastest backend from its first frame. A child process, so the supervisor never holds the
+    runtimes it only timed; stopped within a poll interval by ``stop``; a failure costs only
+    the choice (``auto`` stays OpenVINO) and is logged."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from streamer.inference import choice
+
+    if choice.choice_path() is None or not any(
+            c.inference.backend == "auto" for c in site_cfg.cameras.values()):
+        return
+    first = next(iter(site_cfg.cameras.values()))
+    if choice.measured(Path(first.models_dir) if first.models_dir else None) is not None:
+        return
+    run_py = Path(__file__).resolve().parents[2] / "run.py"
+    argv = [sys.executable, str(run_py), "models", "--tune-if-needed"]
+    if first.models_dir:
+        argv += ["--models-dir", str(first.models_dir)]
+    log.info("site: no backend measurement for this machine; timing the nets once (run.py models --tune)")
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ))
+    deadline = time.monotonic() + TUNE_TIMEOUT_S
+    while p.poll() is None and not stop.is_set() and time.monotonic() < deadline:
+        stop.wait(0.1)
+    if p.poll() is None:
+        p.kill()
+        p.wait(5)
+        if not stop.is_set():
+            log.warning("site: the backend measurement took over %.0f s; auto stays OpenVINO", TUNE_TIMEOUT_S)
+        return
+    out = (p.stdout.read() if p.stdout else "").strip().splitlines()
+    if p.returncode != 0:
+        log.warning("site: the backend measurement failed (exit %d: %s); auto stays OpenVINO",
+                    p.returncode, out[-1] if out else "no output")
+    else:
+        log.info("site: %s", out[-1] if out else "backend measured")
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("site", help="run every camera of a site config, the event store and the dashboard")
     p.add_argument("--config", required=True, help="site YAML (defaults + cameras:)")
@@ -131,6 +178,9 @@ def run_cli(a: argparse.Namespace) -> int:
         web_cfg = dataclasses.replace(web_cfg, **{k: v for k, v in (("host", a.host), ("port", a.port)) if v})
     stop = threading.Event()
     stop_on_signals(stop, "the site")
+    measure_backends(site_cfg, stop)
+    if stop.is_set():
+        return 0
     site = Site(site_cfg)
     log.info("site %s: %d cameras (%s), store %s", site_cfg.path, len(site_cfg.cameras),
              ", ".join(site_cfg.cameras), site_cfg.store.path)
