@@ -216,10 +216,11 @@ def render_density(d) -> list:
     variants = d.get("variants") or {"default": d}
     for name, v in variants.items():
         env = " ".join(f"{k}={x}" for k, x in (v.get("env") or {}).items())
-        rows = [[t["n"], f"{t['drop_ratio']:.2%}", t.get("min_stream_fps"), t.get("latency_ms_p95_max"),
+        rows = [[t["n"], f"{t['drop_ratio']:.2%}", f"{t.get('drop_ratio_max', t['drop_ratio']):.2%}",
+                 t.get("min_stream_fps"), t.get("latency_ms_p95_max"),
                  t.get("rss_steady_mb"), t.get("failed"), t.get("sustained")] for t in v.get("trials", [])]
         out += [f"**{name}**{f' (`{env}`)' if env else ''}: **{v.get('max_streams')} streams** sustained.", "",
-                table(["streams", "dropped", "slowest stream fps", "worst p95 latency ms",
+                table(["streams", "dropped", "worst stream dropped", "slowest stream fps", "worst p95 latency ms",
                        "RSS per stream MB", "failed", "sustained"], rows), ""]
     return out
 
