@@ -58,8 +58,8 @@ class CaptureStage:
         stream and this thread has time to spare. With the queue empty, inference waits for
         this thread, which is then the bound (a fast detector behind a 1080p decode), so the
         frame goes as read and the inference stage prepares it itself: the work goes to
-        whichever thread has the idle core (measured at 1080p on a 2-core Zen 5 box: +10 %
-        fps over preparing every frame here, 3 interleaved rounds; see README)."""
+        whichever thread has the idle core (measured at 1080p on a 2-core Zen 5 box: +6 %
+        fps over preparing every frame here, median of 5 interleaved rounds; see README)."""
         self.cfg = cfg
         self.source = source
         self.prepare = prepare
