@@ -7,6 +7,11 @@ many arenas: measured with 4 cameras in one process, 362 MB RSS with the default
 with 2 arenas, at the same CPU time per frame (10.8 s for 450 frames both ways). A fixed mmap
 threshold (every frame mapped and unmapped) saved more (307 MB) but cost ~2 ms of page-fault
 CPU per frame, so it is not used.
+
+What the arenas keep after frames are freed is handed back to the kernel by ``trim`` (glibc's
+``malloc_trim``), which a stream's main loop calls about once a second: measured on a 720p
+15 fps stream, the first call released 27 MB (198 -> 171 MB RSS) in 2.7 ms of CPU, later ones
+~5 MB in 0.6 ms; the memory that is used again comes back as page faults, a few ms per second.
 """
 
 from __future__ import annotations
@@ -14,9 +19,43 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import time
+from typing import Optional
 
 M_ARENA_MAX = -8  # from glibc's malloc.h
 ARENAS = 2
+
+
+TRIM_EVERY_S = 1.0
+_libc: Optional[ctypes.CDLL] = None
+_next_trim = 0.0
+
+
+def _c() -> Optional[ctypes.CDLL]:
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            return None
+    return _libc
+
+
+def trim(now: Optional[float] = None) -> bool:
+    """Return the arenas' free pages to the kernel, at most once per ``TRIM_EVERY_S`` per
+    process (several cameras of one process share it). False when skipped or not glibc.
+    ctypes releases the GIL for the call; it holds each arena's lock for about a millisecond."""
+    global _next_trim
+    now = time.monotonic() if now is None else now
+    if now < _next_trim:
+        return False
+    _next_trim = now + TRIM_EVERY_S
+    c = _c()
+    fn = getattr(c, "malloc_trim", None) if c is not None else None
+    if fn is None:  # musl, macOS
+        return False
+    fn(0)
+    return True
 
 
 def limit_arenas(arenas: int = ARENAS) -> bool:
@@ -24,8 +63,8 @@ def limit_arenas(arenas: int = ARENAS) -> bool:
     ``MALLOC_ARENA_MAX`` wins. False where the C library is not glibc (nothing changes)."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
+    c = _c()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_ARENA_MAX, int(arenas)))
-    except (OSError, AttributeError):  # musl, macOS: no mallopt or no such option
+        return bool(c is not None and c.mallopt(M_ARENA_MAX, int(arenas)))
+    except AttributeError:  # musl, macOS: no mallopt
         return False

@@ -38,6 +38,7 @@ from streamer.sinks.basic import SinkSet
 from streamer.media.sources import redact
 from streamer.runtime.meters import LatencyHistogram, RateMeter, process_age_s
 from streamer.types import Event, Frame, Stats
+from streamer.runtime import malloc
 from streamer.runtime.capture import CaptureStage
 from streamer.runtime.queues import EOS, BoundedQueue, SourceChange
 
@@ -265,6 +266,7 @@ class Pipeline:
                 if now >= next_watch:  # also while results flow: the events thread may be dead
                     self._watchdog()
                     next_watch = now + self.WATCHDOG_EVERY_S
+                    malloc.trim(now)  # freed frames back to the kernel (runtime/malloc.py)
                 r = self.results.get(timeout=0.05)
                 if r is EOS:
                     break
