@@ -255,7 +255,11 @@ def _tune(models_dir, force: bool) -> None:
     record = None if force else choice.measured(models_dir)
     if record is None:
         print("backends: timing a stream's nets on each installed backend (a few seconds)...", flush=True)
-        record = choice.tune(models_dir, progress=lambda s: print(f"  {s}", flush=True))
+        try:
+            record = choice.tune(models_dir, progress=lambda s: print(f"  {s}", flush=True))
+        except (OSError, ValueError) as e:  # an unwritable cache: auto just stays OpenVINO
+            print(f"backends: measurement not stored ({e}); auto stays OpenVINO", file=sys.stderr)
+            return
     else:
         print(f"backends: measured {record['measured_at']} on this machine (--tune re-measures)")
     for b, c in sorted(record["costs"].items(), key=lambda kv: kv[1]["frame_ms"]):

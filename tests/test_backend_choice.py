@@ -135,3 +135,28 @@ def test_a_site_measures_once_before_its_cameras_on_a_machine_without_a_measurem
     stamp = path.stat().st_mtime_ns
     site.measure_backends(_site(tmp_path), threading.Event())  # measured already: kept
     assert path.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.models
+def test_a_backend_that_cannot_load_is_left_out_of_the_measurement(monkeypatch):
+    real = inference.load
+
+    def load(path, spec, outputs=(), **kw):
+        if kw.get("backend") == "opencv":
+            raise RuntimeError("this build has no DNN module")
+        return real(path, spec, outputs, **kw)
+    monkeypatch.setattr(inference, "load", load)
+    said = []
+    costs = choice.measure(backends=("opencv", "openvino"), rounds=1, calls=2, progress=said.append)
+    assert list(costs) == ["openvino"]
+    assert any("opencv left out: this build has no DNN module" in s for s in said)
+
+
+@pytest.mark.models
+def test_an_unwritable_choice_file_leaves_auto_alone(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = dict(os.environ, STREAMER_BACKEND_CHOICE=str(blocker / "backend.json"))  # under a file
+    r = _run("models", "--tune", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "measurement not stored" in r.stderr and "auto stays OpenVINO" in r.stderr

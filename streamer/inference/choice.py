@@ -145,16 +145,19 @@ def measure(models_dir: Optional[Path] = None, backends=CANDIDATES, rounds: int 
             continue
         progress(f"loading the nets on {b}")
         got = {}
-        for net, (name, spec, outs, shape) in nets.items():
-            m = inference.load(modelstore.path_of(name, models_dir), spec, outs, backend=b)
-            if m.backend != b:
-                break
-            x = rng.integers(0, 256, shape, dtype=np.uint8)
-            for _ in range(3):  # first calls: allocation, a dynamic batch's first shape
-                m.infer(x)
-            got[net] = (m, x)
-        else:
-            models[b] = got
+        try:
+            for net, (name, spec, outs, shape) in nets.items():
+                m = inference.load(modelstore.path_of(name, models_dir), spec, outs, backend=b)
+                if m.backend != b:
+                    break
+                x = rng.integers(0, 256, shape, dtype=np.uint8)
+                for _ in range(3):  # first calls: allocation, a dynamic batch's first shape
+                    m.infer(x)
+                got[net] = (m, x)
+            else:
+                models[b] = got
+        except Exception as e:  # noqa: BLE001 - a backend that cannot run here is no candidate
+            progress(f"{b} left out: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     samples: dict[str, dict[str, list[float]]] = {b: {n: [] for n in nets} for b in models}
     for r in range(rounds):
         progress(f"round {r + 1} of {rounds}")
