@@ -127,13 +127,11 @@ def net_costs(repeat: int = 30) -> dict:
 
 
 def auto_backend() -> str:
-    """What ``inference.backend: auto`` stands for on this machine (its measurement, else
-    OpenVINO where it imports), as a stream process resolves it."""
-    from streamer.inference import backend, choice
-    rec = choice.measured()
-    if rec is not None and choice.available(rec["chosen"]):
-        return rec["chosen"]
-    return "openvino" if backend.openvino_available() else "opencv"
+    """What ``inference.backend: auto`` stands for on this machine, resolved by the product's
+    own rule (``inference.active_backend``: its measurement, else OpenVINO, else OpenCV)."""
+    from streamer import inference
+    inference.configure(backend="auto")
+    return inference.active_backend()
 
 
 def render(d: dict) -> list:

@@ -29,7 +29,7 @@ def test_the_cheapest_backend_is_chosen_unless_openvino_is_within_the_margin(cos
 
 
 def _record(tmp_path, **change):
-    rec = {"key": choice.machine_key(None, 1), "chosen": "opencv", "measured_at": "then",
+    rec = {"key": choice.machine_key(None), "chosen": "opencv", "measured_at": "then",
            "costs": {"opencv": {"frame_ms": 1.0}, "openvino": {"frame_ms": 2.0}}}
     rec.update(change)
     p = tmp_path / "backend.json"
@@ -42,7 +42,7 @@ def test_a_record_counts_only_for_the_machine_and_versions_it_was_measured_on(tm
     (tmp_path / "bad.json").write_text("{not json")
     assert choice.measured(path=tmp_path / "bad.json") is None
     assert choice.measured(path=_record(tmp_path))["chosen"] == "opencv"
-    key = choice.machine_key(None, 1)
+    key = choice.machine_key(None)
     other_cpu = dict(key, cpu="Some Other CPU [0000000000]")
     assert choice.measured(path=_record(tmp_path, key=other_cpu)) is None
     newer = dict(key, versions=dict(key["versions"], openvino="1999.0"))
@@ -131,7 +131,7 @@ def test_a_site_measures_once_before_its_cameras_on_a_machine_without_a_measurem
 
     site.measure_backends(_site(tmp_path), threading.Event())
     rec = json.loads(path.read_text())
-    assert rec["chosen"] in choice.CANDIDATES and rec["key"] == choice.machine_key(None, rec["key"]["threads"])
+    assert rec["chosen"] in choice.CANDIDATES and rec["key"] == choice.machine_key(None)
     stamp = path.stat().st_mtime_ns
     site.measure_backends(_site(tmp_path), threading.Event())  # measured already: kept
     assert path.stat().st_mtime_ns == stamp

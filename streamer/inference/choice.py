@@ -53,16 +53,14 @@ def choice_path() -> Optional[Path]:
 
 def _cpu() -> str:
     """CPU model and instruction-set flags (what decides which kernels a runtime picks)."""
-    name, flags = platform.processor() or platform.machine(), ""
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, val = line.partition(":")
-            if key.strip() == "model name" and name in ("", platform.machine(), platform.processor()):
-                name = val.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = val.strip()
+            info.setdefault(key.strip(), val.strip())  # the first core's lines
     except OSError:
         pass
+    name, flags = info.get("model name") or platform.machine(), info.get("flags", "")
     return f"{name} [{hashlib.sha1(flags.encode()).hexdigest()[:10]}]"
 
 
@@ -95,9 +93,9 @@ def available(backend: str) -> bool:
     return backend == "opencv"
 
 
-def machine_key(models_dir: Optional[Path] = None, threads: int = 1) -> dict:
-    """What a measurement holds for: the CPU, cores, threads per net, the runtimes' versions
-    and the net files (by name and size; modelstore verifies their checksums)."""
+def machine_key(models_dir: Optional[Path] = None) -> dict:
+    """What a measurement holds for: the CPU, cores (which set a stream's threads per net), the
+    runtimes' versions and the net files (by name and size; modelstore verifies checksums)."""
     from streamer.core.attribute_nets import AGE_ONNX, GENDER_ONNX
     from streamer.core.detectors import yunet
     from streamer.inference.backend import cores
@@ -109,7 +107,7 @@ def machine_key(models_dir: Optional[Path] = None, threads: int = 1) -> dict:
             files[name] = modelstore.path_of(name, models_dir).stat().st_size
         except OSError:
             files[name] = None
-    return {"cpu": _cpu(), "cores": cores(), "threads": threads,
+    return {"cpu": _cpu(), "cores": cores(),
             "versions": {m: _version(m) for m in ("openvino", "onnxruntime", "cv2")},
             "models": files}
 
@@ -186,7 +184,7 @@ def tune(models_dir: Optional[Path] = None, path: Optional[Path] = None,
     threads = max(1, cores() - 1)  # a stream's nets: every core but its capture thread's
     inference.configure(threads=threads)
     costs = measure(models_dir, progress=progress)
-    record = {"key": machine_key(models_dir, threads), "costs": costs,
+    record = {"key": machine_key(models_dir), "threads": threads, "costs": costs,
               "chosen": pick({b: c["frame_ms"] for b, c in costs.items()}),
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "margin": MARGIN}
@@ -200,8 +198,7 @@ def tune(models_dir: Optional[Path] = None, path: Optional[Path] = None,
     return record
 
 
-def measured(models_dir: Optional[Path] = None, path: Optional[Path] = None,
-             threads: Optional[int] = None) -> Optional[dict]:
+def measured(models_dir: Optional[Path] = None, path: Optional[Path] = None) -> Optional[dict]:
     """The stored record when it was measured on this machine as it is now, else None (no
     file, unreadable, or another CPU, core count, runtime or model version)."""
     path = path or choice_path()
@@ -214,7 +211,7 @@ def measured(models_dir: Optional[Path] = None, path: Optional[Path] = None,
     if not isinstance(record, dict) or record.get("chosen") not in CANDIDATES:
         return None
     key = record.get("key") or {}
-    now = machine_key(models_dir, key.get("threads", 1) if threads is None else threads)
+    now = machine_key(models_dir)
     if key != now:
         log.info("inference: %s was measured on another machine or set-up (%s); "
                  "`run.py models --tune` measures this one", path,
