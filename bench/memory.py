@@ -39,7 +39,7 @@ step("numpy + cv2")
 from streamer import cli, config
 from streamer.runtime import wiring
 cfg = config.load(None, {{"inference.backend": "openvino", "inference.threads": 1}})
-step("streamer, its config and dependencies (pydantic, yaml)")
+step("streamer, its config and dependencies (yaml)")
 from streamer import inference
 inference.configure(backend="openvino", threads=1)
 from streamer.inference import ov_backend

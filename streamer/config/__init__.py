@@ -1,8 +1,8 @@
-"""Configuration: one YAML file validated into frozen pydantic dataclasses (one per section).
+"""Configuration: one YAML file validated into frozen dataclasses (one per section, fields.py).
 
 Contract: ``load(path, overrides)`` returns a ``Config`` or raises ``ConfigError`` whose message
 is one line naming the key path (``tracker.max_misses: expected an integer >= 1 and <= 10000,
-got -3``). Unknown keys are rejected (``extra="forbid"``, as Frigate does), so a typo never
+got -3``). Unknown keys are rejected (as Frigate does), so a typo never
 silently falls back to a default; every number has bounds (sections.py). Every CLI flag
 overrides exactly one key through ``overrides`` (a ``{"section.key": value}`` dict; ``None``
 values are ignored). Files are read with a bounded ``SafeLoader`` (yamlfile.py: size, UTF-8,
@@ -28,8 +28,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import TypeAdapter, ValidationError
-
+from streamer.config.fields import Invalid, from_mapping
 from streamer.config.messages import config_error
 from streamer.config.sections import (SECTIONS, AttributesConfig, BatchConfig, Config,
                                       CountingConfig, DetectorConfig, EventsConfig, LineConfig,
@@ -44,8 +43,6 @@ DEFAULT_PATH = ROOT / "config" / "default.yaml"
 # Keys holding file system paths; relative values from a file are resolved against its folder.
 PATH_KEYS = ("models_dir", "events.jsonl", "output.video", "mqtt.spool_dir", "mqtt.ca_file",
              "mqtt.cert_file", "mqtt.key_file", "counting.state_dir")
-
-_ADAPTER = TypeAdapter(Config)
 
 __all__ = ["Config", "SourceConfig", "DetectorConfig", "TrackerConfig", "AttributesConfig",
            "EventsConfig", "OutputConfig", "MqttConfig", "LineConfig", "ZoneConfig",
@@ -63,9 +60,9 @@ def validate(data: Any, prefix: str = "") -> Config:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(f"{where}{bad!r}: unknown key (keys are names, not {type(bad).__name__}s)")
     try:
-        return _ADAPTER.validate_python(data)
-    except ValidationError as e:
-        raise config_error(e, prefix=prefix, root=Config) from None
+        return from_mapping(Config, data)
+    except Invalid as e:
+        raise config_error(e, prefix=prefix) from None
 
 
 def set_path(data: dict, dotted: str, value: Any) -> None:

@@ -17,9 +17,7 @@ import json
 import re
 from pathlib import Path
 
-from pydantic import TypeAdapter
-
-from streamer.config.fields import SLUG_RE
+from streamer.config.fields import SLUG_RE, section_schema
 from streamer.config.sections import Config
 from streamer.config.site import LogConfig, PrivacyConfig, SITE_WIDE, StoreConfig
 
@@ -65,7 +63,7 @@ def _describe(schema: dict, docs: dict[str, str]) -> None:
 
 
 def config_schema() -> dict:
-    s = TypeAdapter(Config).json_schema()
+    s = section_schema(Config)
     s["properties"]["camera"]["pattern"] = SLUG_RE.pattern
     _describe(s, key_docs())
     return {"$schema": DRAFT, "title": "streamer config (one camera)", **s}
@@ -128,10 +126,10 @@ def markdown_table() -> str:
 
 
 def site_schema() -> dict:
-    one = TypeAdapter(Config).json_schema()
+    one = section_schema(Config)
     defs = dict(one.pop("$defs", {}))
     for cls in (StoreConfig, LogConfig, PrivacyConfig):
-        sub = TypeAdapter(cls).json_schema()
+        sub = section_schema(cls)
         defs.update(sub.pop("$defs", {}))
         defs[cls.__name__] = sub
     shared = {k: v for k, v in one["properties"].items() if k != "camera"}

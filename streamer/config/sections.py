@@ -5,20 +5,17 @@ Bounds are "sane", not "tight": they refuse values that cannot be meant (a 1e-9 
 deadline reconnects forever, 100000 web workers load nets until out of memory, 1e308 s
 overflows FFmpeg's microsecond timeout) and leave every sensible setting open.
 
-No ``from __future__ import annotations`` here: the annotations are evaluated at class creation,
-which lets ``Int(1, 10)`` style bounds and ``dataclasses.fields(cls)[i].type`` be real objects.
+No ``from __future__ import annotations`` here: each annotation is the key's rule (fields.py),
+an object made at class creation.
 """
 
 import re
 from dataclasses import field
-from typing import Literal, Optional
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, model_validator
-from typing_extensions import Annotated
-
-from streamer.config.fields import (Bool, Float, Int, NonEmpty, OptPath, OptText, Path, Slug,
-                                    Text, field_error, section)
+from streamer.config.fields import (Bool, Float, Int, ListOf, Maybe, NonEmpty, OptPath, OptText,
+                                    Path, Slug, Str, Text, after, field_error, section)
 
 DAY_S = 86400.0
 
@@ -57,11 +54,11 @@ def _iso_time(v: str) -> str:
 
 @section("source")
 class SourceConfig:
-    uri: Annotated[NonEmpty, AfterValidator(_source_uri)] = "0"  # webcam index, file, folder, rtsp://, http(s)://
+    uri: NonEmpty.then(_source_uri) = "0"  # webcam index, file, folder, rtsp://, http(s)://
     realtime: Bool = False  # pace a file at its own fps (drops like a camera when late)
     loop: Bool = False  # replay a file forever (soak tests)
     # when a file/folder was recorded (ISO 8601, no zone = UTC); None: creation_time, else mtime
-    start_time: Optional[Annotated[Text, AfterValidator(_iso_time)]] = None
+    start_time: Maybe(Text.then(_iso_time)) = None
     queue_size: Int(1, 1024) = 4  # frames between capture and inference
     # FFmpeg decoder threads; 0 = auto: one up to 1080p (inference has the other cores), else FFmpeg's
     decoder_threads: Int(0, 64) = 0
@@ -74,7 +71,7 @@ class SourceConfig:
     backoff_max_s: Float(0.01, 3600) = 30.0
     max_reconnects: Int(0, 10**9) = 0  # 0 = forever
 
-    @model_validator(mode="after")
+    @after
     def _order(self):
         if self.backoff_max_s < self.backoff_initial_s:
             raise field_error("backoff_max_s", f"must be >= backoff_initial_s "
@@ -98,7 +95,7 @@ class DetectorConfig:
     interval: Int(1, 1000) = 1  # detect every N-th frame; the tracker's prediction carries boxes between
     motion_gate: Bool = False  # skip detection on still frames while no track is live
 
-    @model_validator(mode="after")
+    @after
     def _order(self):
         if self.low_score_threshold > self.score_threshold:
             raise field_error("low_score_threshold", f"must be <= score_threshold "
@@ -172,11 +169,11 @@ def _topic_level(v: str) -> str:
 @section("mqtt")
 class MqttConfig:
     enabled: Bool = False
-    url: Annotated[Text, AfterValidator(_mqtt_url)] = "mqtt://127.0.0.1:1883"  # mqtt:// or mqtts://
+    url: Text.then(_mqtt_url) = "mqtt://127.0.0.1:1883"  # mqtt:// or mqtts://
     username: OptText = None
     password: OptText = None
     client_id: OptText = None
-    topic_prefix: Annotated[Text, AfterValidator(_topic_level)] = "streamer"
+    topic_prefix: Text.then(_topic_level) = "streamer"
     qos: Literal[0, 1, 2] = 1
     ca_file: OptPath = None
     cert_file: OptPath = None
@@ -186,11 +183,11 @@ class MqttConfig:
     spool_max_events: Int(1, 10**8) = 100000
     fsync: Literal["always", "batch", "never"] = "batch"  # -> SQLite PRAGMA synchronous FULL | NORMAL | OFF
     discovery: Bool = False  # Home Assistant MQTT discovery (streamer/sinks/ha_discovery.py)
-    discovery_prefix: Annotated[Text, AfterValidator(_topic_level)] = "homeassistant"
+    discovery_prefix: Text.then(_topic_level) = "homeassistant"
 
 
 Coord = Float(-1e6, 1e6)
-XY = Annotated[list[Coord], Field(min_length=2, max_length=2)]
+XY = ListOf(Coord, 2, 2)
 
 
 def _two_points(v: list) -> list:
@@ -207,14 +204,14 @@ def _polygon(v: list) -> list:
 
 @section("counting.lines[]")
 class LineConfig:
-    name: Annotated[NonEmpty, Field(max_length=64)] = "line"
-    points: Annotated[list[XY], AfterValidator(_two_points)] = field(default_factory=list)  # fractions if all <= 1
+    name: Str(1, 64) = "line"
+    points: ListOf(XY).then(_two_points) = field(default_factory=list)  # fractions if all <= 1
 
 
 @section("counting.zones[]")
 class ZoneConfig:
-    name: Annotated[NonEmpty, Field(max_length=64)] = "zone"
-    points: Annotated[list[XY], AfterValidator(_polygon)] = field(default_factory=list)  # polygon
+    name: Str(1, 64) = "zone"
+    points: ListOf(XY).then(_polygon) = field(default_factory=list)  # polygon
 
 
 _RESET = re.compile(r"^daily@([01]\d|2[0-3]):[0-5]\d$")
@@ -235,15 +232,14 @@ def _increasing(v: list) -> list:
 
 @section("counting")
 class CountingConfig:
-    lines: Annotated[list[LineConfig], Field(max_length=64)] = field(default_factory=list)
-    zones: Annotated[list[ZoneConfig], Field(max_length=64)] = field(default_factory=list)
+    lines: ListOf(LineConfig, max_len=64) = field(default_factory=list)
+    zones: ListOf(ZoneConfig, max_len=64) = field(default_factory=list)
     anchor: Literal["center", "bottom"] = "center"  # point of the box that crosses
     hysteresis: Float(0, 0.5, lt=True) = 0.02  # fraction of frame diagonal to clear past a line
     summary_interval_s: Float(0, DAY_S) = 60.0  # 0 disables periodic summaries
-    age_bins: Annotated[list[Float(0, 150)], Field(min_length=1, max_length=32),
-                        AfterValidator(_increasing)] = field(
+    age_bins: ListOf(Float(0, 150), 1, 32).then(_increasing) = field(
         default_factory=lambda: [13, 18, 25, 35, 45, 55, 65])
-    reset: Annotated[Text, AfterValidator(_reset)] = "daily@00:00"  # daily@HH:MM (local) | never
+    reset: Text.then(_reset) = "daily@00:00"  # daily@HH:MM (local) | never
     state_dir: Path = "state"
 
 

