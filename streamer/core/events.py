@@ -14,7 +14,7 @@ unique across restarts, so an at-least-once consumer can deduplicate on them.
 from __future__ import annotations
 
 import itertools
-import secrets
+import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -59,7 +59,7 @@ class EventBuilder:
         self.camera = camera
         self.cfg = cfg
         self.clock = clock  # what event times are: "wall" (live) or "media" (a file's own time)
-        self.run_id = run_id or secrets.token_hex(4)
+        self.run_id = run_id or os.urandom(4).hex()
         self._seq = itertools.count(1)
         self._lifecycles: dict[int, _TrackLifecycle] = {}
         self._attrs: dict[int, Attributes] = {}

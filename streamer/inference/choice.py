@@ -19,7 +19,6 @@ faces classified per frame on the sample clip, each one call of both nets).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+
+from streamer.hashes import sha1
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _cpu() -> str:
     except OSError:
         pass
     name, flags = info.get("model name") or platform.machine(), info.get("flags", "")
-    return f"{name} [{hashlib.sha1(flags.encode()).hexdigest()[:10]}]"
+    return f"{name} [{sha1(flags.encode()).hexdigest()[:10]}]"
 
 
 def _version(module: str) -> Optional[str]:

@@ -31,7 +31,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.machinery
 import importlib.util
 import logging
@@ -45,6 +44,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from streamer.errors import ModelError, one_line
+from streamer.hashes import sha256
 from streamer.inference.backend import InputSpec
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def _cache_file(cache_dir: Optional[str], key: str, stem: str) -> Optional[Path]
             _said_no_cache.add(str(d))
             log.info("inference: no OpenVINO model cache (%s: %s)", d, e.strerror)
         return None
-    return d / f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.blob"
+    return d / f"{stem}-{sha256(key.encode()).hexdigest()[:20]}.blob"
 
 
 def _touch(blob: Path) -> None:

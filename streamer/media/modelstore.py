@@ -11,7 +11,6 @@ re-hash 11 MB of weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamer.errors import ModelError
+from streamer.hashes import sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "models" / "manifest.json"
@@ -49,7 +49,7 @@ def load_manifest(path: Path = MANIFEST) -> dict[str, ModelFile]:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
+    h = sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)

@@ -4,9 +4,13 @@ glibc gives threads that contend for memory their own arenas, up to 8 per core (
 an arena keeps what was freed into it for reuse. A stream has a dozen threads (capture, FFmpeg,
 inference, events, OpenVINO's pool) passing frames between them, so freed frames pile up in
 many arenas: measured with 4 cameras in one process, 362 MB RSS with the default and 328 MB
-with 2 arenas, at the same CPU time per frame (10.8 s for 450 frames both ways). A fixed mmap
-threshold (every frame mapped and unmapped) saved more (307 MB) but cost ~2 ms of page-fault
-CPU per frame, so it is not used.
+with 2 arenas, at the same CPU time per frame (10.8 s for 450 frames both ways). One arena (every thread
+shares glibc's main one) holds less again at no CPU cost we could measure, since frames are
+few large allocations, not a stream of small ones: one 720p 15 fps stream (ONNX Runtime)
+142 vs 150 MB median RSS, 4 cameras of one process 213-217 vs 234-237 MB at 14.9-15.8 vs
+15.1-15.4 s of CPU in 25 s (two interleaved rounds each). A fixed mmap threshold (every frame
+mapped and unmapped) saved more (307 MB) but cost ~2 ms of page-fault CPU per frame, so it is
+not used.
 
 What the arenas keep after frames are freed is handed back to the kernel by ``trim`` (glibc's
 ``malloc_trim``), which a stream's main loop calls about once a second: measured on a 720p
@@ -23,7 +27,7 @@ import time
 from typing import Optional
 
 M_ARENA_MAX = -8  # from glibc's malloc.h
-ARENAS = 2
+ARENAS = 1
 
 
 TRIM_EVERY_S = 1.0
