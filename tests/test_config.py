@@ -237,3 +237,25 @@ def test_readme_table_lists_every_key_with_its_default():
         for k in keys:
             assert f"| `{k}` |" in table, k
     assert "| `web.workers` | `0` | [0, 32] |" in table
+
+
+def test_rules_are_strict_where_a_coercion_would_hide_a_mistake():
+    with pytest.raises(ConfigError, match=r"^mqtt.qos: expected 0, 1 or 2, got True$"):
+        config.from_dict({"mqtt": {"qos": True}})
+    with pytest.raises(ConfigError, match=r"^tracker: too many positional values$"):
+        config.TrackerConfig(3, 15, 0.25, 0.3, 9)
+    with pytest.raises(ConfigError, match=r"^source\.1: unknown key \(known: uri, "):
+        config.from_dict({"source": {1: "x"}})
+    with pytest.raises(ConfigError, match=r"^counting.age_bins: expected a strictly increasing "
+                                          r"list of ages, got \[18, 13\]$"):  # as written, not 18.0
+        config.from_dict({"counting": {"age_bins": [18, 13]}})
+    with pytest.raises(ConfigError, match=r"^web.token: expected a string, got <hidden>$"):
+        config.from_dict({"web": {"token": 12345}})
+
+
+def test_nested_sections_accept_built_instances_and_replace_revalidates():
+    c = config.Config(source=config.SourceConfig(queue_size=9), tracker={"min_hits": 2})
+    assert c.source.queue_size == 9 and c.tracker.min_hits == 2
+    assert isinstance(c.tracker, config.TrackerConfig)
+    with pytest.raises(ConfigError, match=r"^source.queue_size: expected an integer >= 1"):
+        config.replace(c, source={"queue_size": 0})

@@ -1,6 +1,6 @@
 """Building blocks of the config sections: value rules with bounds, and ``section``.
 
-Why our own ~250 lines and not pydantic: a stream process holds its config for hours and needs
+Why our own ~370 lines and not pydantic: a stream process holds its config for hours and needs
 it validated once. pydantic cost each stream process 18 MB of resident memory (its Rust core and
 one compiled validator per section) and ~0.3 s of its start-up (issue 13: <= 150 MB per stream,
 <= 1 s to the first frame); the rules below are the whole of what the config needs.
