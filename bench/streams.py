@@ -22,11 +22,14 @@ from bench.report import table
 DENSITY_MAX_DROP = 0.01  # a stream "sustains" with < 1 % frames dropped ...
 DENSITY_MIN_FPS_RATIO = 0.97  # ... and processes at >= 97 % of its 15 fps
 DENSITY_VARIANTS = {
+    # (A "1 OpenCV thread per process" variant ran here until a stream's own default became
+    # one inference thread on two cores: it measured the same work twice, and its 9 vs 10
+    # against the default was this VM's noise.)
     "default": {},
-    # One OpenCV worker thread per process: N processes already use every core, and a
-    # second DNN thread per process mostly adds CPU (measured ~1.4x CPU for ~1.4x speed).
-    "1 OpenCV thread per process": {"OPENCV_FOR_THREADS_NUM": "1"},
 }
+# This VM's speed moves by 15 % within minutes, so one 15 s trial at the edge passes or fails
+# by the moment it lands on: a count is sustained when the majority of up to 3 trials are.
+DENSITY_RUNS = 3
 
 # A child stream: the CLI's own code, with Pipeline.run held behind a start barrier.
 _STREAM_CHILD = r"""
@@ -218,10 +221,12 @@ def render_density(d) -> list:
         env = " ".join(f"{k}={x}" for k, x in (v.get("env") or {}).items())
         rows = [[t["n"], f"{t['drop_ratio']:.2%}", f"{t.get('drop_ratio_max', t['drop_ratio']):.2%}",
                  t.get("min_stream_fps"), t.get("latency_ms_p95_max"),
-                 t.get("rss_steady_mb"), t.get("failed"), t.get("sustained")] for t in v.get("trials", [])]
+                 t.get("rss_steady_mb"), t.get("failed"),
+                 " ".join(f"{r:.1%}" for r in t.get("worst_stream_drops_per_run", [])) or "–",
+                 t.get("sustained")] for t in v.get("trials", [])]
         out += [f"**{name}**{f' (`{env}`)' if env else ''}: **{v.get('max_streams')} streams** sustained.", "",
                 table(["streams", "dropped", "worst stream dropped", "slowest stream fps", "worst p95 latency ms",
-                       "RSS per stream MB", "failed", "sustained"], rows), ""]
+                       "RSS per stream MB", "failed", "worst stream per run", "sustained"], rows), ""]
     return out
 
 
@@ -243,18 +248,30 @@ def density(ctx: registry.Context) -> dict:
     variants = ["default"] if ctx.quick else list(DENSITY_VARIANTS)
     out = {"seconds_per_trial": seconds, "fps": 15, "resolution": "720p",
            "criterion": f"every stream drops < {DENSITY_MAX_DROP:.0%} and runs at >= "
-                        f"{DENSITY_MIN_FPS_RATIO:.0%} of 15 fps",
+                        f"{DENSITY_MIN_FPS_RATIO:.0%} of 15 fps, in the majority of "
+                        f"{1 if ctx.quick else DENSITY_RUNS} runs (the row: the run with the median "
+                        f"worst-stream drops, the lower of two)",
            "limit_tested": limit, "variants": {}}
     for v in variants:
         trials: dict[int, dict] = {}
 
         def trial(n: int) -> bool:
-            say(f"density [{v}]: {n} stream(s) x {seconds:g} s of 720p at 15 fps")
-            trials[n] = run_streams(ctx, n, ctx.clips.shifted("720p", 15, n), seconds, 15.0,
-                                    env=DENSITY_VARIANTS[v])
-            t = trials[n]
-            say(f"  drops {t['drop_ratio']:.2%} (worst stream {t['drop_ratio_max']:.2%}), slowest stream {t['min_stream_fps']} fps, "
-                f"{'ok' if t['sustained'] else 'NOT sustained'}")
+            runs = []
+            need = 1 if ctx.quick else DENSITY_RUNS // 2 + 1
+            while True:
+                say(f"density [{v}]: {n} stream(s) x {seconds:g} s of 720p at 15 fps, run {len(runs) + 1}")
+                t = run_streams(ctx, n, ctx.clips.shifted("720p", 15, n), seconds, 15.0,
+                                env=DENSITY_VARIANTS[v])
+                runs.append(t)
+                say(f"  drops {t['drop_ratio']:.2%} (worst stream {t['drop_ratio_max']:.2%}), slowest stream {t['min_stream_fps']} fps, "
+                    f"{'ok' if t['sustained'] else 'NOT sustained'}")
+                ok = sum(r["sustained"] for r in runs)
+                if ok >= need or len(runs) - ok > (1 if ctx.quick else DENSITY_RUNS) - need:
+                    break
+            t = dict(sorted(runs, key=lambda r: r["drop_ratio_max"])[(len(runs) - 1) // 2])
+            t["worst_stream_drops_per_run"] = [r["drop_ratio_max"] for r in runs]
+            t["sustained"] = ok >= need
+            trials[n] = t
             return t["sustained"]
 
         best = density_search(trial, 1 if ctx.quick else min(GOALS["density_streams"], limit), limit)
