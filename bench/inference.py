@@ -172,8 +172,8 @@ def backends(ctx: registry.Context) -> dict:
 
     clip = ctx.clips.get("1080p")
     frames = ctx.max_frames or 300
-    from streamer.inference.backend import cores
-    threads = max(1, cores() - 1)  # what inference.threads 0 (the default) gives a stream
+    from streamer.inference.backend import stream_threads
+    threads = stream_threads()  # what inference.threads 0 (the default) gives a stream
     names = list(FPS_VARIANTS)[:2] if ctx.quick else list(FPS_VARIANTS)
     # Rounds interleave decode-only, the seed's way and every variant, and the ratios are taken
     # within a round, then the median over rounds: on a shared machine the load drifts between

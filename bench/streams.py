@@ -257,7 +257,8 @@ def density(ctx: registry.Context) -> dict:
 
         def trial(n: int) -> bool:
             runs = []
-            need = 1 if ctx.quick else DENSITY_RUNS // 2 + 1
+            total = 1 if ctx.quick else DENSITY_RUNS
+            need = total // 2 + 1
             while True:
                 say(f"density [{v}]: {n} stream(s) x {seconds:g} s of 720p at 15 fps, run {len(runs) + 1}")
                 t = run_streams(ctx, n, ctx.clips.shifted("720p", 15, n), seconds, 15.0,
@@ -266,7 +267,7 @@ def density(ctx: registry.Context) -> dict:
                 say(f"  drops {t['drop_ratio']:.2%} (worst stream {t['drop_ratio_max']:.2%}), slowest stream {t['min_stream_fps']} fps, "
                     f"{'ok' if t['sustained'] else 'NOT sustained'}")
                 ok = sum(r["sustained"] for r in runs)
-                if ok >= need or len(runs) - ok > (1 if ctx.quick else DENSITY_RUNS) - need:
+                if ok >= need or len(runs) - ok > total - need:  # decided either way
                     break
             t = dict(sorted(runs, key=lambda r: r["drop_ratio_max"])[(len(runs) - 1) // 2])
             t["worst_stream_drops_per_run"] = [r["drop_ratio_max"] for r in runs]

@@ -175,7 +175,7 @@ class Maybe(Rule):
         self.inner = inner
 
     def _check(self, v: Any, loc: tuple) -> Any:
-        return None if v is None else self.inner.check(v, loc)
+        return self.inner.check(v, loc)
 
     def check(self, v: Any, loc: tuple) -> Any:
         return None if v is None else super().check(v, loc)
@@ -219,7 +219,6 @@ class Nested(Rule):
 
     def schema(self, defs: dict) -> dict:
         if self.cls.__name__ not in defs:
-            defs[self.cls.__name__] = {}  # placeholder against recursion
             defs[self.cls.__name__] = section_schema(self.cls, defs)
         return {"$ref": f"#/$defs/{self.cls.__name__}"}
 

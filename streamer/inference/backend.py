@@ -110,6 +110,13 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def stream_threads() -> int:
+    """A stream's inference threads with ``inference.threads: 0``: every core but one, which its
+    capture thread keeps busy decoding and preparing frames (runtime/wiring.py says what was
+    measured)."""
+    return max(1, cores() - 1)
+
+
 def openvino_available() -> bool:
     try:
         from streamer.inference.ov_backend import runtime

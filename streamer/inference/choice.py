@@ -180,9 +180,9 @@ def tune(models_dir: Optional[Path] = None, path: Optional[Path] = None,
          progress: Callable[[str], None] = lambda s: None) -> dict:
     """Measure, choose, write the choice file (atomically); returns what it wrote."""
     from streamer import inference
-    from streamer.inference.backend import cores
+    from streamer.inference.backend import stream_threads
 
-    threads = max(1, cores() - 1)  # a stream's nets: every core but its capture thread's
+    threads = stream_threads()  # as a stream runs its nets
     inference.configure(threads=threads)
     costs = measure(models_dir, progress=progress)
     record = {"key": machine_key(models_dir), "threads": threads, "costs": costs,

@@ -120,7 +120,6 @@ def measure_backends(site_cfg, stop: threading.Event) -> None:
     fastest backend from its first frame. A child process, so the supervisor never holds the
     runtimes it only timed; stopped within a poll interval by ``stop``; a failure costs only
     the choice (``auto`` stays OpenVINO) and is logged."""
-    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -138,8 +137,7 @@ def measure_backends(site_cfg, stop: threading.Event) -> None:
     if first.models_dir:
         argv += ["--models-dir", str(first.models_dir)]
     log.info("site: no backend measurement for this machine; timing the nets once (run.py models --tune)")
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=dict(os.environ))
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + TUNE_TIMEOUT_S
     while p.poll() is None and not stop.is_set() and time.monotonic() < deadline:
         stop.wait(0.1)

@@ -32,7 +32,7 @@ def configure_inference(cfg: Config, stream: bool = False) -> None:
     batch worker's share of the cores), else every core."""
     from streamer import inference
     i = cfg.inference
-    threads = i.threads or (max(1, inference.backend.cores() - 1) if stream else None)
+    threads = i.threads or (inference.backend.stream_threads() if stream else None)
     inference.configure(backend=i.backend, threads=threads, cache_dir=i.cache_dir)
 
 
